@@ -1,0 +1,338 @@
+"""LightningDataModules: in-memory uint8 images, a seeded train/val split, floats on the device.
+
+Splits (the official test split is never used by ``train_dataloader``/``val_dataloader``):
+
+- ``train_dataloader()``: pretraining images, shuffled, ``drop_last``: the train split minus the
+  held-out val part (STL-10: its 100k ``unlabeled`` split plus that).
+- ``val_dataloader()``: the held-out val part of the train split, a fixed split given ``seed``.
+- ``test_dataloader()``: the official test split.
+- ``eval_dataloader(split)``: labelled ``"train"`` / ``"val"`` / ``"test"``, unshuffled, for
+  kNN and the linear probe.
+
+Batches stay uint8 through the DataLoader (4x less to copy) and become float32 in [0, 1] in
+``on_after_batch_transfer``, on the device. Augmentation and patches belong to the model.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import lightning.pytorch as L
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from cpc.data.datasets import (
+    DATASETS,
+    TensorImageDataset,
+    find_classes,
+    load_image_folder,
+    load_split,
+)
+
+Source = Literal["train", "test", "unlabeled"]
+EvalSplit = Literal["train", "val", "test"]
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base: subclasses say how to load a source split and what the images look like.
+
+    Args:
+        root: data folder (see ``data/README.md``).
+        batch_size: images per batch, for every loader.
+        val_size: images held out from the train split for validation.
+        num_workers: DataLoader workers; None = 0 without CUDA (data is in memory), else
+            ``min(8, cpu_count // 2)``.
+        seed: seed of the train/val split (not of shuffling, which follows ``seed_everything``).
+    """
+
+    #: sources loaded for pretraining besides the labelled train split
+    extra_pretrain_sources: tuple[Source, ...] = ()
+
+    def __init__(
+        self,
+        root: str = "data",
+        batch_size: int = 256,
+        val_size: int = 5000,
+        num_workers: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or val_size < 0:
+            raise ValueError(
+                f"need batch_size >= 1 and val_size >= 0, got {batch_size}, {val_size}"
+            )
+        self.root = root
+        self.batch_size = batch_size
+        self.val_size = val_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self._sources: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # -- what the model needs before setup -------------------------------------------------
+    @property
+    def num_channels(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of every image."""
+        raise NotImplementedError
+
+    @property
+    def class_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # -- loading --------------------------------------------------------------------------
+    def load_source(self, source: Source) -> tuple[torch.Tensor, torch.Tensor]:
+        """Load one source split: ``(images (N, C, H, W) uint8, labels (N,) int64)``."""
+        raise NotImplementedError
+
+    def _source(self, source: Source) -> tuple[torch.Tensor, torch.Tensor]:
+        if source not in self._sources:
+            self._sources[source] = self.load_source(source)
+        return self._sources[source]
+
+    def _num_val(self, n: int) -> int:
+        if self.val_size >= n:
+            raise ValueError(f"val_size={self.val_size} leaves no training images (train has {n})")
+        return self.val_size
+
+    def _train_val_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Seeded fixed split of the labelled train source: ``(train_idx, val_idx)``, sorted."""
+        n = len(self._source("train")[0])
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        k = self._num_val(n)
+        return perm[k:].sort().values, perm[:k].sort().values
+
+    def dataset(self, split: Literal["pretrain", "train", "val", "test"]) -> Dataset:
+        """The dataset of a split, loading its source on first use.
+
+        ``pretrain`` is ``train`` plus ``extra_pretrain_sources`` (STL-10's unlabeled split).
+        Each part is a :class:`TensorImageDataset` whose ``source`` and ``indices`` say which
+        images it holds (see :meth:`split_indices`).
+        """
+        if split == "test":
+            return TensorImageDataset(*self._source("test"), source="test")
+        if split not in ("pretrain", "train", "val"):
+            raise ValueError(f"split must be pretrain, train, val or test, got {split!r}")
+        train_idx, val_idx = self._train_val_indices()
+        idx = val_idx if split == "val" else train_idx
+        labelled = TensorImageDataset(*self._source("train"), indices=idx, source="train")
+        if split != "pretrain" or not self.extra_pretrain_sources:
+            return labelled
+        extra = [
+            TensorImageDataset(*self._source(s), source=s) for s in self.extra_pretrain_sources
+        ]
+        return ConcatDataset([*extra, labelled])
+
+    def split_indices(
+        self, split: Literal["pretrain", "train", "val", "test"]
+    ) -> dict[str, torch.Tensor]:
+        """Which source images a split holds, ``{source: indices}``: a guard for tests."""
+        ds = self.dataset(split)
+        parts = ds.datasets if isinstance(ds, ConcatDataset) else [ds]
+        return {p.source: p.indices for p in parts}
+
+    # -- Lightning hooks ----------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Fetch files once per node (Debian copy or torchvision download; never apt)."""
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load into memory the sources ``stage`` needs (``fit``, ``validate``, ``test``, None)."""
+        needed: list[Source] = []
+        if stage in (None, "fit", "validate"):
+            needed.append("train")
+        if stage in (None, "fit"):
+            needed += self.extra_pretrain_sources
+        if stage in (None, "test", "predict"):
+            needed.append("test")
+        for source in needed:
+            self._source(source)
+
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        workers = self.num_workers
+        if workers is None:
+            workers = min(8, (os.cpu_count() or 2) // 2) if torch.cuda.is_available() else 0
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.dataset("pretrain")
+        if len(dataset) < self.batch_size:
+            raise ValueError(
+                f"the train split has {len(dataset)} images, fewer than batch_size="
+                f"{self.batch_size} (drop_last would leave no batch): lower batch_size"
+            )
+        return self._loader(dataset, self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("val"), self.batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("test"), self.batch_size, train=False)
+
+    def eval_dataloader(self, split: EvalSplit, batch_size: int | None = None) -> DataLoader:
+        """Labelled, unshuffled, every image (no ``drop_last``): for kNN and linear probes."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
+        return self._loader(self.dataset(split), batch_size or self.batch_size, train=False)
+
+    def on_after_batch_transfer(
+        self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 ``(B, C, H, W)`` -> float32 in [0, 1], on the device; labels unchanged."""
+        images, labels = batch
+        if images.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 images from the loader, got {images.dtype}")
+        return images.float().div_(255), labels
+
+
+class _TorchvisionDataModule(ImageDataModule):
+    """A dataset of :data:`cpc.data.datasets.DATASETS`, named by ``name``."""
+
+    name: str
+
+    @property
+    def num_channels(self) -> int:
+        return DATASETS[self.name].num_channels
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return DATASETS[self.name].image_size
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(DATASETS[self.name].class_names)
+
+    def prepare_data(self) -> None:
+        # imported here so that `python -m cpc.data.prepare` does not import itself twice
+        from cpc.data.prepare import prepare
+
+        prepare(self.name, self.root, allow_apt=False, allow_download=True)
+
+    def load_source(self, source: Source) -> tuple[torch.Tensor, torch.Tensor]:
+        # no download here: prepare_data runs on one process per node, setup on every rank
+        return load_split(self.name, self.root, source, download=False)
+
+
+class FashionMNISTDataModule(_TorchvisionDataModule):
+    """Fashion-MNIST (Xiao et al., 2017): 60k train / 10k test, 1x28x28, 10 classes."""
+
+    name = "fashion_mnist"
+
+
+class MNISTDataModule(_TorchvisionDataModule):
+    """MNIST: 60k train / 10k test, 1x28x28, 10 classes."""
+
+    name = "mnist"
+
+
+class CIFAR10DataModule(_TorchvisionDataModule):
+    """CIFAR-10: 50k train / 10k test, 3x32x32, 10 classes."""
+
+    name = "cifar10"
+
+
+class STL10DataModule(_TorchvisionDataModule):
+    """STL-10 (Coates et al., 2011): pretrain on 100k unlabeled + labelled train, 3x96x96.
+
+    ``val_size`` is held out of the 5k labelled train images (default 1000, leaving 4000 for
+    the probe); the unlabeled images are for pretraining only.
+    """
+
+    name = "stl10"
+    extra_pretrain_sources = ("unlabeled",)
+
+    def __init__(
+        self,
+        root: str = "data",
+        batch_size: int = 256,
+        val_size: int = 1000,
+        num_workers: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(root, batch_size, val_size, num_workers, seed)
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Your own images, ``root/<class>/<image>``, decoded once into memory at setup.
+
+    Suits small and medium folders (memory: ``N * channels * image_size**2`` bytes); unreadable
+    files are skipped with one warning (see :func:`cpc.data.datasets.load_image_folder`).
+
+    Args:
+        root: train folder, one sub-folder per class; class names = sorted folder names.
+        image_size: side S: shorter side resized to S, then center-cropped to S x S.
+        channels: 3 (RGB) or 1 (grayscale).
+        test_root: optional test folder with the same layout (class folders a subset of root's).
+        batch_size: images per batch.
+        val_size: held out of ``root`` for validation: a fraction if < 1 (default 10%), else a
+            number of images.
+        num_workers: DataLoader workers (None = auto, see :class:`ImageDataModule`).
+        seed: seed of the train/val split.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/images",
+        image_size: int = 64,
+        channels: int = 3,
+        test_root: str | None = None,
+        batch_size: int = 256,
+        val_size: float = 0.1,
+        num_workers: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if channels not in (1, 3) or image_size < 1:
+            raise ValueError(
+                f"need channels 1 or 3 and image_size >= 1, got {channels}, {image_size}"
+            )
+        super().__init__(root, batch_size, 0, num_workers, seed)
+        self.val_size = val_size
+        self.test_root = test_root
+        self._image_size = image_size
+        self._channels = channels
+        self._class_names: list[str] | None = None
+
+    @property
+    def num_channels(self) -> int:
+        return self._channels
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self._image_size, self._image_size)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Sorted class folder names of ``root`` (read on first use; no image is decoded)."""
+        if self._class_names is None:
+            self._class_names = find_classes(self.root)
+        return self._class_names
+
+    def _num_val(self, n: int) -> int:
+        k = round(self.val_size * n) if self.val_size < 1 else int(self.val_size)
+        if not 0 <= k < n:
+            raise ValueError(f"val_size={self.val_size} must hold out 0 to {n - 1} of {n} images")
+        return k
+
+    def setup(self, stage: str | None = None) -> None:
+        """As the base's; ``stage=None`` skips the test split when there is no test_root."""
+        super().setup("fit" if stage is None and self.test_root is None else stage)
+
+    def load_source(self, source: Source) -> tuple[torch.Tensor, torch.Tensor]:
+        if source == "test" and self.test_root is None:
+            raise ValueError("ImageFolderDataModule has no test split: set test_root")
+        folder = self.test_root if source == "test" else self.root
+        return load_image_folder(folder, self._image_size, self._channels, self.class_names)

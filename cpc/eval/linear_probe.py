@@ -1,0 +1,298 @@
+"""Linear probe on frozen, precomputed features: the standard linear-evaluation protocol.
+
+A single ``nn.Linear`` is trained with cross-entropy on top of the frozen encoder's features
+(Oord et al., 2018, Sec. 3.1; Hénaff et al., 2019; DINO's ``eval_linear.py``). Features are
+extracted once and stay in memory, so an epoch costs a few milliseconds of matmuls and a
+small weight-decay sweep fits in seconds on a CPU.
+
+Protocol of :func:`linear_probe`: one classifier per weight decay is trained on the train
+split, the one with the best validation top-1 is selected, and only then is the test split
+evaluated, once, with the selected classifier.
+
+Shape letters: ``N`` examples, ``D`` feature dim, ``C`` classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+
+class LinearClassifier(L.LightningModule):
+    """``nn.Linear`` on standardised features, trained by SGD with a cosine schedule.
+
+    Standardisation (per-feature mean and std of the *training* features, stored as buffers
+    and set with :meth:`fit_standardization`) makes one learning rate work for any encoder,
+    whatever the scale of its features, and conditions the problem so SGD converges in a few
+    epochs. It is an affine map, so the probe is still linear in the raw features.
+
+    Logs ``train_loss`` per step, ``val_top1``/``val_top5`` and ``test_top1``/``test_top5``
+    per epoch (micro-averaged accuracy, i.e. the fraction of correct examples; ``top5`` is
+    top-``min(5, C)``).
+
+    Args:
+        num_features: feature dim ``D``.
+        num_classes: number of classes ``C``.
+        lr: peak SGD learning rate, annealed to 0 by a per-step cosine schedule.
+        weight_decay: L2 penalty of SGD, on weight and bias.
+        momentum: SGD momentum.
+
+    Shape:
+        - input: ``(B, D)`` raw (unstandardised) features
+        - output: ``(B, C)`` logits
+
+    Example:
+        >>> probe = LinearClassifier(num_features=128, num_classes=10)
+        >>> probe.fit_standardization(train_features)
+        >>> L.Trainer(max_epochs=10).fit(probe, train_loader)
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int,
+        lr: float = 0.1,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+    ) -> None:
+        super().__init__()
+        if num_features < 1 or num_classes < 2:
+            raise ValueError(
+                f"need num_features >= 1 and num_classes >= 2, got {num_features} and {num_classes}"
+            )
+        self.save_hyperparameters()
+        self.linear = nn.Linear(num_features, num_classes)
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("std", torch.ones(num_features))
+        metrics = MetricCollection(
+            {
+                "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+                "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            }
+        )
+        self.val_metrics = metrics.clone(prefix="val_")
+        self.test_metrics = metrics.clone(prefix="test_")
+
+    @torch.no_grad()
+    def fit_standardization(self, train_features: torch.Tensor, eps: float = 1e-6) -> None:
+        """Store the per-feature mean and std of ``train_features`` ``(N, D)``.
+
+        Features with std below ``eps`` (constant on the training set) keep a scale of 1, as
+        in scikit-learn's ``StandardScaler``.
+        """
+        std, mean = torch.std_mean(train_features.float(), dim=0)  # (D,) each
+        self.mean.copy_(mean)
+        self.std.copy_(torch.where(std < eps, torch.ones_like(std), std))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear((features - self.mean) / self.std)  # (B, D) -> (B, C)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        features, labels = batch
+        loss = F.cross_entropy(self(features), labels)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        features, labels = batch
+        self.val_metrics.update(self(features), labels)
+        self.log_dict(self.val_metrics)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        features, labels = batch
+        self.test_metrics.update(self(features), labels)
+        self.log_dict(self.test_metrics)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(
+            self.parameters(),
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
+        )
+        steps = self.trainer.estimated_stepping_batches
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def linear_probe(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    val_features: torch.Tensor,
+    val_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    weight_decays: Sequence[float] = (0.0, 1e-4, 1e-3),
+    lr: float = 0.1,
+    epochs: int = 10,
+    batch_size: int = 1024,
+    seed: int = 0,
+    accelerator: str = "auto",
+) -> dict:
+    """Sweep weight decay on val, then report the selected probe's test accuracy.
+
+    Each weight decay trains a fresh :class:`LinearClassifier` from the same seed (same
+    initialisation and batch order), so runs differ only by the penalty. The test split is
+    evaluated once, after selection. Ties in val top-1 go to the earlier weight decay.
+
+    Defaults (SGD, momentum 0.9, lr 0.1 cosine-annealed to 0, batch 1024, 10 epochs) converge
+    on standardised features. Measured on 60k x 128 Gaussian-cluster features (10 classes,
+    ~47% top-1, scales spanning 3 decades): 5 or 40 epochs, lr 0.02, or batch 512 all moved
+    test top-1 by under 0.2 point, and the 3-candidate sweep took ~10 s on two CPU cores.
+    The weight decays span "none" to a mild L2 penalty; a linear probe with ``N >> D``
+    rarely overfits, and the sweep mostly guards against ``D ~ N``.
+
+    Args:
+        train_features, train_labels: the split the probes are trained on.
+        val_features, val_labels: the split used to select the weight decay.
+        test_features, test_labels: the split reported, touched only after selection.
+        num_classes: number of classes ``C``; labels lie in ``[0, C)``.
+        weight_decays: candidate L2 penalties, at least one.
+        lr: peak SGD learning rate.
+        epochs: training epochs per candidate.
+        batch_size: training batch size (evaluation uses whole splits in chunks of 8192).
+        seed: seeds initialisation and shuffling, identically for every candidate.
+        accelerator: passed to ``lightning.Trainer`` (``"auto"``, ``"cpu"``, ``"gpu"``...).
+
+    Returns:
+        ``{"top1", "top5"}``: test accuracy of the selected probe, fractions in ``[0, 1]``
+        (``top5`` is top-``min(5, C)``); ``"val_top1"``: its validation top-1;
+        ``"weight_decay"``: the selected penalty; ``"sweep"``: ``{weight_decay: val_top1}``
+        for every candidate.
+
+    Shape:
+        - *_features: ``(N_split, D)``, the same ``D`` for all splits
+        - *_labels: ``(N_split,)`` integers in ``[0, C)``
+
+    Raises:
+        ValueError: on mismatched shapes, empty splits, non-finite features, labels outside
+            ``[0, C)``, empty or repeated ``weight_decays``, or ``epochs``/``batch_size`` < 1.
+    """
+    splits = {
+        "train": (train_features, train_labels),
+        "val": (val_features, val_labels),
+        "test": (test_features, test_labels),
+    }
+    for name, (features, labels) in splits.items():
+        _check_split(name, features, labels, train_features.shape[1], num_classes)
+    if len(weight_decays) == 0 or len(set(weight_decays)) != len(weight_decays):
+        raise ValueError(f"weight_decays must be non-empty and distinct, got {weight_decays}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+
+    probes: dict[float, LinearClassifier] = {}
+    sweep: dict[float, float] = {}
+    for weight_decay in weight_decays:
+        L.seed_everything(seed, verbose=False)
+        probe = LinearClassifier(train_features.shape[1], num_classes, lr, weight_decay)
+        probe.fit_standardization(train_features)
+        with _quiet():
+            trainer = _quiet_trainer(epochs, accelerator)
+            trainer.fit(probe, _loader(train_features, train_labels, batch_size, shuffle=True))
+            metrics = trainer.validate(probe, _loader(val_features, val_labels), verbose=False)
+        probes[weight_decay], sweep[weight_decay] = probe, metrics[0]["val_top1"]
+
+    # Model selection is over; the test split is used from here on, once.
+    best = max(sweep, key=sweep.__getitem__)  # the first of equal maxima
+    with _quiet():
+        trainer = _quiet_trainer(epochs, accelerator)
+        metrics = trainer.test(probes[best], _loader(test_features, test_labels), verbose=False)
+    return {
+        "top1": metrics[0]["test_top1"],
+        "top5": metrics[0]["test_top5"],
+        "val_top1": sweep[best],
+        "weight_decay": best,
+        "sweep": sweep,
+    }
+
+
+def _loader(
+    features: torch.Tensor, labels: torch.Tensor, batch_size: int = 8192, shuffle: bool = False
+) -> DataLoader:
+    """In-memory loader that slices whole batches (no per-example ``__getitem__``/collate)."""
+    dataset = TensorDataset(features.float(), labels.long())
+    order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    # batch_size=None: the sampler yields index lists, and TensorDataset indexes with them.
+    return DataLoader(
+        dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None
+    )
+
+
+def _quiet_trainer(epochs: int, accelerator: str) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence Lightning's per-run info lines and hints that do not apply here.
+
+    Data is in memory (no workers needed) and validation runs once after fitting.
+    """
+    loggers = [
+        logging.getLogger(f"lightning.{p}.utilities.rank_zero") for p in ("pytorch", "fabric")
+    ]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning vs torch
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
+def _check_split(
+    name: str, features: torch.Tensor, labels: torch.Tensor, dim: int, num_classes: int
+) -> None:
+    """Raise a one-line ValueError naming the split and the bad value."""
+    if features.ndim != 2 or features.shape[1] != dim:
+        raise ValueError(
+            f"{name}_features must have shape (N, {dim}) like train_features, "
+            f"got {tuple(features.shape)}"
+        )
+    if features.shape[0] == 0:
+        raise ValueError(f"{name} split is empty")
+    if labels.shape != (features.shape[0],):
+        raise ValueError(
+            f"{name}_labels must have shape ({features.shape[0]},), got {tuple(labels.shape)}"
+        )
+    if not torch.isfinite(features).all():
+        raise ValueError(f"{name}_features contains NaN or inf values")
+    if labels.is_floating_point() or int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ValueError(
+            f"{name}_labels must be integers in [0, {num_classes}), got dtype {labels.dtype} "
+            f"and values in [{labels.min().item()}, {labels.max().item()}]"
+        )

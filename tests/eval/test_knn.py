@@ -1,0 +1,128 @@
+import math
+
+import pytest
+import torch
+
+from cpc.eval.knn import knn_accuracy, knn_predict
+
+BACKENDS = ["faiss", "torch"]
+
+
+def unit(*degrees: float) -> torch.Tensor:
+    """Unit vectors in the plane at the given angles, (len(degrees), 2)."""
+    radians = torch.tensor(degrees, dtype=torch.float64) * math.pi / 180
+    return torch.stack([radians.cos(), radians.sin()], dim=1).float()
+
+
+def dino_votes(train, labels, query, num_classes, k, temperature):
+    """Slow reference: per query, sort all cosine similarities and add exp(s / T) per label."""
+    train = torch.nn.functional.normalize(train.double(), dim=1)
+    query = torch.nn.functional.normalize(query.double(), dim=1)
+    votes = torch.zeros(len(query), num_classes, dtype=torch.float64)
+    for q, vector in enumerate(query):
+        sims = [(float(vector @ t), int(y)) for t, y in zip(train, labels, strict=True)]
+        for sim, label in sorted(sims, reverse=True)[:k]:
+            votes[q, label] += math.exp(sim / temperature)
+    return votes
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_known_neighbours_give_expected_predictions(backend):
+    train = unit(0, 10, 90, 100, 180, 190) * torch.tensor([1.0, 2, 3, 4, 5, 6])[:, None]
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    query = unit(5, 95, 185, 40, 130)
+    scores = knn_predict(train, labels, query, num_classes=3, k=2, backend=backend)
+    assert scores.shape == (5, 3)
+    # Each query's two nearest training points share a label (40 -> {10, 0}, 130 -> {100, 90}).
+    assert scores.argmax(dim=1).tolist() == [0, 1, 2, 0, 1]
+    # Only the labels of the 2 nearest neighbours get votes.
+    assert (scores > 0).sum(dim=1).tolist() == [1, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scores_are_dino_votes_up_to_a_per_query_factor(backend):
+    torch.manual_seed(0)
+    train, labels, query = torch.randn(40, 8), torch.randint(0, 4, (40,)), torch.randn(6, 8)
+    scores = knn_predict(train, labels, query, 4, k=7, temperature=0.5, backend=backend)
+    votes = dino_votes(train, labels, query, 4, k=7, temperature=0.5)
+    probabilities = scores.double() / scores.sum(dim=1, keepdim=True)
+    torch.testing.assert_close(probabilities, votes / votes.sum(dim=1, keepdim=True))
+    # The nearest neighbour has weight exactly 1, so every score lies in [0, k].
+    assert scores.max() <= 7 and scores.max(dim=1).values.min() >= 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_temperature_weighting_beats_majority_vote(backend):
+    # One very close neighbour of class 0 against two farther ones of class 1.
+    train, labels, query = unit(0, 40, -40), torch.tensor([0, 1, 1]), unit(5)
+    sharp = knn_predict(train, labels, query, 2, k=3, temperature=0.07, backend=backend)
+    flat = knn_predict(train, labels, query, 2, k=3, temperature=100.0, backend=backend)
+    assert sharp.argmax().item() == 0
+    assert flat.argmax().item() == 1
+
+
+def test_faiss_matches_torch_reference():
+    torch.manual_seed(0)
+    train, labels = torch.randn(3000, 64), torch.randint(0, 10, (3000,))
+    query = torch.randn(500, 64)
+    fast = knn_predict(train, labels, query, 10, backend="faiss")
+    slow = knn_predict(train, labels, query, 10, backend="torch", batch_size=128)
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
+    assert torch.equal(fast.argmax(dim=1), slow.argmax(dim=1))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scale_invariant_and_k_clipped_to_train_size(backend):
+    torch.manual_seed(0)
+    train, labels, query = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0]), torch.randn(3, 4)
+    clipped = knn_predict(train, labels, query, 3, k=100, backend=backend)
+    torch.testing.assert_close(clipped, knn_predict(train, labels, query, 3, k=5, backend=backend))
+    rescaled = knn_predict(train * 7, labels, query * 0.1, 3, k=5, backend=backend)
+    torch.testing.assert_close(clipped, rescaled)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knn_accuracy(backend):
+    train = unit(0, 90, 180, 270)
+    labels = torch.tensor([0, 1, 2, 3])
+    query, query_labels = unit(10, 80, 190, 200), torch.tensor([0, 1, 2, 3])  # last one wrong
+    result = knn_accuracy(train, labels, query, query_labels, 4, k=1, backend=backend)
+    assert result["top1"] == pytest.approx(0.75)
+    assert result["top5"] == 1.0  # top-min(5, C): with C <= 5 every label is in the top 5
+    assert knn_accuracy(train, labels, query, query_labels, 10, k=1, backend=backend)[
+        "top5"
+    ] == pytest.approx(0.75)  # 9 classes tie at 0 and fill the top 5 arbitrarily
+
+
+GOOD = dict(
+    train_features=torch.randn(10, 4),
+    train_labels=torch.randint(0, 3, (10,)),
+    query_features=torch.randn(2, 4),
+    num_classes=3,
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"query_features": torch.randn(2, 5)}, "feature dims differ"),
+        ({"train_features": torch.randn(0, 4), "train_labels": torch.zeros(0)}, "empty"),
+        ({"train_labels": torch.zeros(9, dtype=torch.long)}, "train_labels must have shape"),
+        ({"train_labels": torch.full((10,), 3)}, r"\[0, 3\)"),
+        ({"train_labels": torch.zeros(10)}, "integers"),
+        ({"query_features": torch.tensor([[0.0, float("nan"), 0, 0]] * 2)}, "query_features"),
+        ({"train_features": torch.full((10, 4), float("inf"))}, "train_features contains"),
+        ({"k": 0}, "k must be"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"backend": "sklearn"}, "sklearn"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
+)
+def test_bad_input_raises_value_error(change, message):
+    with pytest.raises(ValueError, match=message):
+        knn_predict(**{**GOOD, **change})
+
+
+def test_bad_query_labels_raise_value_error():
+    with pytest.raises(ValueError, match="query_labels"):
+        knn_accuracy(*list(GOOD.values())[:3], torch.zeros(3, dtype=torch.long), 3)

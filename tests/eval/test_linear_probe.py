@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+from cpc.eval.linear_probe import LinearClassifier, linear_probe
+
+NUM_CLASSES, DIM = 4, 16
+FAST = dict(epochs=5, batch_size=128, accelerator="cpu")
+
+
+def clusters(n: int, spread: float, generator: torch.Generator):
+    """Gaussian clusters around fixed class means, on a large offset and mixed scales."""
+    means = torch.eye(NUM_CLASSES, DIM) * 10
+    labels = torch.randint(0, NUM_CLASSES, (n,), generator=generator)
+    noise = torch.randn(n, DIM, generator=generator) * spread
+    return (means[labels] + noise) * torch.logspace(-1, 1, DIM) + 50, labels
+
+
+def splits(spread: float, shuffle_labels: bool = False):
+    generator = torch.Generator().manual_seed(0)
+    data = [clusters(n, spread, generator) for n in (800, 400, 1000)]
+    if shuffle_labels:  # labels independent of the features
+        data = [(x, torch.randint(0, NUM_CLASSES, (len(x),), generator=generator)) for x, _ in data]
+    return [tensor for split in data for tensor in split]
+
+
+def test_separable_clusters_are_classified_perfectly():
+    result = linear_probe(*splits(spread=1.0), NUM_CLASSES, **FAST)
+    assert result["top1"] == 1.0
+    assert result["top5"] == 1.0
+
+
+def test_random_labels_give_chance_accuracy():
+    result = linear_probe(*splits(spread=1.0, shuffle_labels=True), NUM_CLASSES, **FAST)
+    assert result["top1"] < 1 / NUM_CLASSES + 0.1
+
+
+def test_selects_best_val_weight_decay_and_tests_only_it(monkeypatch):
+    events = []
+    validation_step, test_step = LinearClassifier.validation_step, LinearClassifier.test_step
+
+    def record_val(self, *args):
+        events.append(("val", self.hparams.weight_decay))
+        return validation_step(self, *args)
+
+    def record_test(self, *args):
+        events.append(("test", self.hparams.weight_decay))
+        return test_step(self, *args)
+
+    monkeypatch.setattr(LinearClassifier, "validation_step", record_val)
+    monkeypatch.setattr(LinearClassifier, "test_step", record_test)
+    weight_decays = (0.0, 0.3, 1e-3)
+    result = linear_probe(*splits(spread=4.0), NUM_CLASSES, weight_decays, **FAST)
+
+    assert list(result["sweep"]) == list(weight_decays)
+    assert result["val_top1"] == max(result["sweep"].values())
+    assert result["sweep"][result["weight_decay"]] == result["val_top1"]
+    # The test split is evaluated after every validation, and only for the selected probe.
+    stages = [stage for stage, _ in events]
+    assert stages == sorted(stages, key=lambda stage: stage == "test") and "test" in stages
+    assert {wd for stage, wd in events if stage == "test"} == {result["weight_decay"]}
+
+
+def test_fit_standardization_centres_and_scales():
+    features = torch.randn(500, 3) * torch.tensor([0.1, 10.0, 1.0]) + 5
+    features[:, 2] = 7.0  # constant feature keeps scale 1
+    probe = LinearClassifier(3, 2)
+    probe.fit_standardization(features)
+    standardised = (features - probe.mean) / probe.std
+    torch.testing.assert_close(standardised.mean(0), torch.zeros(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(standardised[:, :2].std(0), torch.ones(2))
+    assert probe.std[2] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("index", "bad", "message"),
+    [
+        (2, torch.randn(400, DIM + 1), "val_features must have shape"),
+        (5, torch.full((1000,), NUM_CLASSES), "test_labels must be integers in"),
+        (1, torch.zeros(799, dtype=torch.long), "train_labels must have shape"),
+        (0, torch.full((800, DIM), float("nan")), "train_features contains NaN"),
+    ],
+)
+def test_bad_splits_raise_value_error(index, bad, message):
+    args = splits(spread=1.0)
+    args[index] = bad
+    with pytest.raises(ValueError, match=message):
+        linear_probe(*args, NUM_CLASSES, **FAST)
+
+
+def test_empty_weight_decays_raise_value_error():
+    with pytest.raises(ValueError, match="weight_decays"):
+        linear_probe(*splits(spread=1.0), NUM_CLASSES, weight_decays=(), **FAST)
