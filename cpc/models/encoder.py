@@ -1,0 +1,105 @@
+"""Patch encoder: a small ResNet applied to every patch of the grid in one batched call.
+
+Images ``(B, C, H, W)`` -> patches ``(B*G*G, C, P, P)`` -> vectors ``(B*G*G, D)`` -> latent
+grid ``(B, D, G, G)``. GroupNorm (default) or LayerNorm normalise within one patch, so no
+information passes between patches or images; BatchNorm mixes the batch and is only
+available as an explicit choice.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from cpc.data.patches import extract_patches
+
+Norm = Literal["group", "layer", "batch"]
+
+
+def make_norm(kind: Norm, channels: int) -> nn.Module:
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)  # LayerNorm over (C, h, w) of one patch
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)  # leaks across patches: documented opt-in only
+    raise ValueError(f"unknown norm {kind!r}: choose 'group', 'layer' or 'batch'")
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, norm: Norm) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            make_norm(norm, cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            make_norm(norm, cout),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), make_norm(norm, cout))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNetEncoder(nn.Module):
+    """ResNet-style patch encoder with ``num_features`` and ``forward_features``.
+
+    Args:
+        in_channels: image channels (1 for Fashion-MNIST, 3 for CIFAR/STL).
+        width: channels of the first stage; each later stage doubles them.
+        stages: residual blocks per stage; every stage after the first halves the resolution.
+        norm: "group" (default), "layer", or "batch" (leaks between patches).
+        patch_size: patch side P in pixels. patch_stride: step between patches.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        width: int = 32,
+        stages: tuple[int, ...] = (1, 1),
+        norm: Norm = "group",
+        patch_size: int = 8,
+        patch_stride: int = 4,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.patch_size, self.patch_stride = in_channels, patch_size, patch_stride
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
+            make_norm(norm, width),
+            nn.ReLU(inplace=True),
+        ]
+        cin = width
+        for i, blocks in enumerate(stages):
+            cout = width * 2**i
+            for j in range(blocks):
+                layers.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1, norm))
+                cin = cout
+        self.body = nn.Sequential(*layers)
+        self.num_features = cin
+
+    def encode_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """``(N, C, P, P)`` -> ``(N, D)``, mean-pooled over each patch."""
+        return self.body(patches * 2 - 1).mean(dim=(2, 3))
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], ``(B, C, H, W)`` -> latent grid ``(B, D, G, G)``."""
+        if images.shape[1] != self.in_channels:
+            raise ValueError(
+                f"images have {images.shape[1]} channels but the encoder expects "
+                f"{self.in_channels}: set encoder in_channels to match the data"
+            )
+        patches = extract_patches(images, self.patch_size, self.patch_stride)  # (B,Gh,Gw,C,P,P)
+        b, gh, gw = patches.shape[:3]
+        z = self.encode_patches(patches.reshape(b * gh * gw, *patches.shape[3:]))  # (B*G*G, D)
+        return z.view(b, gh, gw, -1).permute(0, 3, 1, 2)  # (B, D, Gh, Gw)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, H, W)`` -> one feature vector per image ``(B, D)`` (mean pool)."""
+        return self.forward_features(images).mean(dim=(2, 3))
