@@ -15,8 +15,11 @@ venv: $(BIN)/cpc
 data: venv
 	$(BIN)/python -m cpc.data.prepare fashion_mnist --root data
 
+run: data
+	$(BIN)/cpc fit --config configs/fashion_mnist.yaml --trainer.max_steps 100
+
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-.PHONY: venv data test
+.PHONY: venv data run test

@@ -19,5 +19,10 @@ def cli_main(args: list[str] | None = None) -> LightningCLI:
     )
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Console script ``cpc``: returns None so the shell sees exit status 0 on success."""
     cli_main()
+
+
+if __name__ == "__main__":
+    main()

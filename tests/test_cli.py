@@ -57,3 +57,13 @@ def test_fit_writes_checkpoint_and_resumes(image_folder, tmp_path):
 def test_grid_too_small_for_steps_is_one_clear_error(image_folder, tmp_path):
     with pytest.raises(ValueError, match="lower steps"):
         cli_main(fit_args(image_folder, tmp_path / "run", "--model.steps=[5, 6]"))
+
+
+def test_console_script_exits_zero(monkeypatch):
+    import importlib.metadata
+
+    (script,) = [
+        e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "cpc"
+    ]
+    monkeypatch.setattr("cpc.cli.cli_main", lambda: object())
+    assert script.load()() is None
