@@ -1,95 +1,115 @@
-"""CPCModule: encoder + causal context + InfoNCE predictions k rows ahead (CPC v2 style)."""
+"""CPCModule: one shared patch encoder trained by a weighted sum of pretext tasks.
+
+images (B, C, H, W) -> each task (CPC, rotation, patch position, ...) -> its loss
+-> total = sum of weight * loss -> AdamW with warmup and cosine decay.
+"""
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
+import time
+import warnings
 
 import lightning as L
 import torch
 from torch import nn
 
-from cpc.losses.info_nce import info_nce, mi_lower_bound
-from cpc.models.context import MaskedConvContext
 from cpc.models.encoder import ResNetEncoder
+from cpc.tasks.base import TaskFactory
+from cpc.tasks.cpc import CPCTask
 
 
 class CPCModule(L.LightningModule):
-    """Contrastive Predictive Coding on a patch grid (van den Oord et al. 2018; Hénaff et al. 2019).
+    """Self-supervised pretraining of a patch encoder (CPC alone by default).
 
     Args:
-        encoder: patch encoder with ``num_features`` and ``forward_features``; default
-            ``ResNetEncoder()``.
-        context: row-causal context network ``(B, D, G, G) -> (B, D, G, G)``; default
-            ``MaskedConvContext(encoder.num_features)``.
-        steps: rows ahead to predict. With half-overlapping patches k=1 shares pixels with the
-            context's own row, so CPC v2 starts at k=2.
-        projection_dim: size of the space where predictions meet targets.
-        temperature: InfoNCE temperature.
-        lr, weight_decay, warmup_steps: AdamW with linear warmup then cosine decay.
+        encoder: patch encoder with ``num_features``, ``patchify``, ``encode_grid`` and
+            ``forward_features``; default ``ResNetEncoder()``.
+        tasks: pretext tasks, each built from the encoder's ``num_features``; default
+            ``[CPCTask]``. Each keeps its own ``weight``; weight 0 skips it.
+        lr, weight_decay, warmup_steps: AdamW with linear warmup then cosine decay to 0 over
+            the trainer's total steps.
     """
 
     def __init__(
         self,
         encoder: nn.Module | None = None,
-        context: nn.Module | None = None,
-        steps: tuple[int, ...] = (2, 3),
-        projection_dim: int = 64,
-        temperature: float = 1.0,
+        tasks: list[TaskFactory] | None = None,
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
         warmup_steps: int = 100,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["encoder", "context"])
+        self._save_config()
         self.encoder = encoder if encoder is not None else ResNetEncoder()
-        dim = self.encoder.num_features
-        self.context = context if context is not None else MaskedConvContext(dim)
-        self.steps = tuple(steps)
-        self.target_proj = nn.Conv2d(dim, projection_dim, 1)
-        self.predictors = nn.ModuleList(nn.Conv2d(dim, projection_dim, 1) for _ in self.steps)
+        built = [make(self.encoder.num_features) for make in (tasks or [CPCTask])]
+        names = [task.name for task in built]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each task may appear once, got {names}")
+        if not any(task.weight > 0 for task in built):
+            raise ValueError(f"every task has weight 0 ({names}): give one a positive weight")
+        self.tasks = nn.ModuleDict({task.name: task for task in built})
+        self._last_batch_end: float | None = None
 
-    def cpc_loss(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Images ``(B, C, H, W)`` in [0, 1] -> mean InfoNCE over steps, accuracy, MI bound."""
-        latents = self.encoder.forward_features(images)  # (B, D, G, G)
-        rows = latents.shape[2]
-        if rows <= max(self.steps):
-            raise ValueError(
-                f"grid has {rows} rows but steps go up to {max(self.steps)}: need at least "
-                f"{max(self.steps) + 1}; lower steps or the encoder's patch_stride"
-            )
-        contexts = self.context(latents)  # (B, D, G, G)
-        targets = self.target_proj(latents)  # (B, Dp, G, G)
-        losses, accs, bounds = [], [], []
-        for k, predictor in zip(self.steps, self.predictors, strict=True):
-            pred = predictor(contexts[:, :, :-k])  # rows r predict rows r+k: (B, Dp, G-k, G)
-            true = targets[:, :, k:]  # (B, Dp, G-k, G)
-            # (B, Dp, G-k, G) -> (B*(G-k)*G, Dp)
-            q = pred.permute(0, 2, 3, 1).reshape(-1, pred.shape[1])
-            t = true.permute(0, 2, 3, 1).reshape(-1, true.shape[1])
-            loss, correct, n = info_nce(q, t, self.hparams.temperature)
-            losses.append(loss)
-            accs.append(correct.float().mean())
-            bounds.append(mi_lower_bound(loss.detach(), n))
-        return {
-            "loss": torch.stack(losses).mean(),
-            "acc": torch.stack(accs).mean(),
-            "mi_bound_nats": torch.stack(bounds).mean(),
-        }
+    def _save_config(self) -> None:
+        """Save hparams so ``CPCModule.load_from_checkpoint(path)`` rebuilds the model.
+
+        Under ``cpc fit`` (LightningCLI) ``encoder`` and ``tasks`` arrive as their config
+        (class_path dicts), which rebuilds them; built in Python they are live objects, which
+        are not saved (pass them again to ``load_from_checkpoint``).
+        """
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Attribute 'encoder' is an instance of `nn.Module`")
+            self.save_hyperparameters(frame=inspect.currentframe().f_back)
+        live = [key for key in ("encoder", "tasks") if not _is_config(self.hparams.get(key))]
+        self.remove_ignored_hparams(live)
+        self._hparams_initial = copy.deepcopy(self._hparams)
+
+    def shared_step(self, images: torch.Tensor, stage: str) -> dict[str, torch.Tensor]:
+        """Images ``(B, C, H, W)`` -> ``{stage/loss, stage/<task>/<metric>, ...}``."""
+        metrics: dict[str, torch.Tensor] = {}
+        total = images.new_zeros(())
+        for name, task in self.tasks.items():
+            if task.weight == 0:
+                continue
+            out = task(self.encoder, images)
+            total = total + task.weight * out["loss"]
+            metrics.update({f"{stage}/{name}/{key}": value for key, value in out.items()})
+        metrics[f"{stage}/loss"] = total
+        return metrics
 
     def training_step(self, batch, batch_idx):
         images, _ = batch
-        out = self.cpc_loss(images)
-        if not torch.isfinite(out["loss"]):
+        metrics = self.shared_step(images, "train")
+        loss = metrics["train/loss"]
+        if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"non-finite loss at step {self.global_step}: lower lr or use precision 32"
+                f"non-finite loss at step {self.global_step}; the last checkpoint is kept. "
+                "Lower model.lr, or use precision 32 or bf16-mixed instead of 16-mixed"
             )
-        self.log_dict({f"train/{k}": v for k, v in out.items()}, prog_bar=True)
-        return out["loss"]
+        self.log("train/loss", metrics.pop("train/loss"), prog_bar=True)
+        self.log_dict(metrics)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._last_batch_end = None
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        """Log ``train/images_per_sec``: batch size over the time since the last batch ended
+        (data loading, forward, backward and optimizer step of this batch)."""
+        now = time.perf_counter()
+        if self._last_batch_end is not None:
+            rate = batch[0].shape[0] / (now - self._last_batch_end)
+            self.log("train/images_per_sec", rate, prog_bar=True)
+        self._last_batch_end = now
 
     def validation_step(self, batch, batch_idx):
         images, _ = batch
-        out = self.cpc_loss(images)
-        self.log_dict({f"val/{k}": v for k, v in out.items()}, prog_bar=True, sync_dist=True)
+        metrics = self.shared_step(images, "val")
+        self.log("val/loss", metrics.pop("val/loss"), prog_bar=True, sync_dist=True)
+        self.log_dict(metrics, sync_dist=True)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(
@@ -101,7 +121,16 @@ class CPCModule(L.LightningModule):
         def schedule(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+            return 0.5 * (
+                1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))
+            )
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _is_config(value) -> bool:
+    """True for what a config file holds (None, str, dict, lists of them), not live objects."""
+    if isinstance(value, list | tuple):
+        return all(_is_config(item) for item in value)
+    return value is None or isinstance(value, str | dict | int | float | bool)

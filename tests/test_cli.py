@@ -46,8 +46,8 @@ def test_fit_writes_checkpoint_and_resumes(image_folder, tmp_path):
     assert torch.isfinite(logged["train/loss"]) and torch.isfinite(logged["val/loss"])
     ckpts = list((tmp_path / "run").rglob("*.ckpt"))
     assert len(ckpts) == 1
-    model = CPCModule.load_from_checkpoint(ckpts[0], encoder=cli.model.encoder)
-    assert model.steps == (2, 3)
+    model = CPCModule.load_from_checkpoint(ckpts[0])  # the CLI stored the whole model config
+    assert model.encoder.num_features == 16 and model.tasks["cpc"].steps == (2, 3)
 
     resume = ["--trainer.max_epochs=2", f"--ckpt_path={ckpts[0]}"]
     resumed = cli_main(fit_args(image_folder, tmp_path / "run2", *resume))
@@ -55,8 +55,9 @@ def test_fit_writes_checkpoint_and_resumes(image_folder, tmp_path):
 
 
 def test_grid_too_small_for_steps_is_one_clear_error(image_folder, tmp_path):
-    with pytest.raises(ValueError, match="lower steps"):
-        cli_main(fit_args(image_folder, tmp_path / "run", "--model.steps=[5, 6]"))
+    with pytest.raises(ValueError, match="lower the steps"):
+        task = '[{"class_path": "cpc.tasks.CPCTask", "init_args": {"steps": [5, 6]}}]'
+        cli_main(fit_args(image_folder, tmp_path / "run", f"--model.tasks={task}"))
 
 
 def test_console_script_exits_zero(monkeypatch):

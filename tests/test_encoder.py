@@ -38,3 +38,29 @@ def test_batchnorm_leaks_which_is_why_it_is_opt_in():
 def test_channel_mismatch_is_one_clear_error():
     with pytest.raises(ValueError, match="set encoder in_channels"):
         ResNetEncoder(in_channels=3).forward_features(torch.rand(1, 1, 28, 28))
+
+
+@pytest.mark.parametrize("option", ["gradient_checkpointing", "channels_last"])
+def test_memory_options_leave_outputs_and_gradients_unchanged(option):
+    torch.manual_seed(0)
+    plain = ResNetEncoder(width=8, stages=(1, 1)).train()
+    other = ResNetEncoder(width=8, stages=(1, 1), **{option: True}).train()
+    other.load_state_dict(plain.state_dict())
+    images = torch.rand(2, 1, 28, 28)
+    a, b = plain.forward_features(images), other.forward_features(images)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    grads = zip(plain.parameters(), other.parameters(), strict=True)
+    for p, q in grads:
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_forward_features_is_encode_grid_of_patchify():
+    enc = ResNetEncoder(width=8).eval()
+    images = torch.rand(2, 1, 28, 28)
+    patches = enc.patchify(images)
+    assert patches.shape == (2, 6, 6, 1, 8, 8)
+    torch.testing.assert_close(enc.encode_grid(patches), enc.forward_features(images))
+    one = enc.encode_patches(patches[1, 2, 3][None])  # patch (2, 3) of image 1 alone
+    torch.testing.assert_close(one[0], enc.forward_features(images)[1, :, 2, 3])

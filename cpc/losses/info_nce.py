@@ -49,10 +49,11 @@ def info_nce(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     all_keys, offset = _gather_keys(keys)
     with torch.autocast(device_type=queries.device.type, enabled=False):
-        logits = queries.float() @ all_keys.float().T / temperature  # (M, N)
+        # scale the (M, D) queries, not the (M, N) logits: N/D times less memory traffic
+        logits = (queries.float() / temperature) @ all_keys.float().T  # (M, N)
     labels = torch.arange(queries.shape[0], device=queries.device) + offset  # (M,)
     loss = F.cross_entropy(logits, labels)
-    correct = logits.argmax(dim=1) == labels
+    correct = logits.detach().argmax(dim=1) == labels
     return loss, correct, all_keys.shape[0]
 
 

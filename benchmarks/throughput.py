@@ -1,0 +1,125 @@
+"""Training-step throughput of the default model, next to this machine's matmul FLOP rate.
+
+    python benchmarks/throughput.py                       # CPU: fp32 and bf16-mixed
+    python benchmarks/throughput.py --device cuda --precision 32 bf16-mixed 16-mixed
+
+Times full training steps (patches -> encoder -> tasks -> loss -> backward -> AdamW) on random
+images of the configured size, counts their FLOPs with ``torch.utils.flop_counter``, and prints
+a markdown table: images/s, achieved GFLOP/s, and that as a share of the measured matmul rate
+at the same precision. Data loading is excluded (the data sits in memory; see the module's
+logged ``train/images_per_sec`` for end-to-end figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cpc.models.encoder import ResNetEncoder
+from cpc.module import CPCModule
+
+DTYPES = {"32": torch.float32, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def matmul_gflops(device: str, dtype: torch.dtype, seconds: float = 2.0) -> float:
+    """Sustained GFLOP/s of a square matmul at ``dtype`` (the machine's reference rate)."""
+    size = 8192 if device == "cuda" else 1024
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b  # warm up
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        runs += 1
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
+
+
+def autocast(device: str, precision: str):
+    if precision == "32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=DTYPES[precision])
+
+
+def step_fn(module: CPCModule, optimizer, images, device: str, precision: str, scaler):
+    def step() -> None:
+        with autocast(device, precision):
+            loss = module.shared_step(images, "train")["train/loss"]
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+
+    return step
+
+
+def measure(args, precision: str) -> dict[str, float]:
+    torch.manual_seed(0)
+    encoder = ResNetEncoder(
+        in_channels=args.channels, width=args.width, channels_last=args.channels_last
+    )
+    module = CPCModule(encoder=encoder).to(args.device).train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    images = torch.rand(args.batch_size, args.channels, args.image_size, args.image_size)
+    images = images.to(args.device)
+    scaler = torch.amp.GradScaler("cuda") if precision == "16-mixed" else None
+    step = step_fn(module, optimizer, images, args.device, precision, scaler)
+    flops = FlopCounterMode(display=False)
+    with flops:
+        step()
+    for _ in range(args.warmup):
+        step()
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync()
+    seconds = (time.perf_counter() - start) / args.steps
+    gflops = flops.get_total_flops() / seconds / 1e9
+    reference = matmul_gflops(args.device, DTYPES[precision])
+    return {
+        "images/s": args.batch_size / seconds,
+        "s/step": seconds,
+        "GFLOP/step": flops.get_total_flops() / 1e9,
+        "GFLOP/s": gflops,
+        "matmul GFLOP/s": reference,
+        "% of matmul": 100 * gflops / reference,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", nargs="+", default=["32", "bf16-mixed"], choices=DTYPES)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=28)
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--width", type=int, default=32, help="ResNetEncoder width")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per precision")
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    rows = {p: measure(args, p) for p in args.precision}
+    columns = list(next(iter(rows.values())))
+    print(
+        f"device={args.device} threads={torch.get_num_threads()} batch={args.batch_size} "
+        f"image={args.channels}x{args.image_size}x{args.image_size} width={args.width}"
+    )
+    print("| precision | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for precision, row in rows.items():
+        print(f"| {precision} | " + " | ".join(f"{v:.3g}" for v in row.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()

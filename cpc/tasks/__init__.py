@@ -1,0 +1,6 @@
+"""Pretext tasks on a shared patch encoder: each turns images into a loss (see ``base.Task``)."""
+
+from cpc.tasks.base import PatchEncoder, Task, TaskFactory
+from cpc.tasks.cpc import CPCTask
+
+__all__ = ["CPCTask", "PatchEncoder", "Task", "TaskFactory"]

@@ -1,0 +1,129 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cpc.models.context import GRUContext, MaskedConvContext, TransformerContext
+from cpc.tasks.cpc import CPCTask, orient
+
+
+class FixedGrid(nn.Module):
+    """A stand-in encoder whose latent grid is given: lets tests reason about positions."""
+
+    def __init__(self, grid: torch.Tensor) -> None:
+        super().__init__()
+        self.grid = grid
+        self.num_features = grid.shape[1]
+
+    def patchify(self, images):
+        return images
+
+    def encode_grid(self, patches):
+        return self.grid
+
+
+def reference_loss(task: CPCTask, latents: torch.Tensor) -> torch.Tensor:
+    """Slow loop: per (direction, k), each valid (image, r, c) query against all targets."""
+    targets = task.target_proj(latents)
+    per_offset = []
+    for d in task.directions:
+        grid, tgrid = orient(latents, d), orient(targets, d)
+        ctx = task.contexts[d](grid)
+        b, _, rows, cols = grid.shape
+        for k, head in zip(task.steps, task.predictors[d], strict=True):
+            pred = head(ctx)
+            keys = [
+                tgrid[i, :, r + k, c]
+                for i in range(b)
+                for r in range(rows - k)
+                for c in range(cols)
+            ]
+            keys = torch.stack(keys)  # (M, Dp)
+            losses = []
+            for j, (i, r, c) in enumerate(
+                (i, r, c) for i in range(b) for r in range(rows - k) for c in range(cols)
+            ):
+                logits = keys @ pred[i, :, r, c] / task.temperature  # (M,)
+                losses.append(-F.log_softmax(logits, dim=0)[j])
+            per_offset.append(torch.stack(losses).mean())
+    return torch.stack(per_offset).mean()
+
+
+@pytest.mark.parametrize("directions", [("down",), ("down", "up", "right", "left")])
+def test_loss_equals_loop_reference_each_offset_weighted_once(directions):
+    torch.manual_seed(0)
+    task = CPCTask(8, steps=(1, 2), directions=directions, projection_dim=4, temperature=0.5)
+    latents = torch.randn(2, 8, 4, 3 if directions == ("down",) else 4)
+    out = task.eval()(FixedGrid(latents), latents)
+    torch.testing.assert_close(out["loss"], reference_loss(task, latents))
+
+
+def test_mi_bound_is_log_n_minus_loss_and_never_above_log_n():
+    torch.manual_seed(0)
+    task = CPCTask(8, steps=(2,), projection_dim=4).eval()
+    latents = torch.randn(3, 8, 5, 5)
+    out = task(FixedGrid(latents), latents)
+    n = 3 * (5 - 2) * 5
+    torch.testing.assert_close(out["mi_bound_nats"], math.log(n) - out["loss"])
+    assert out["mi_bound_nats"] <= math.log(n) and 0 <= out["acc"] <= 1
+
+
+def test_orient_turns_each_direction_into_top_down():
+    grid = torch.arange(6.0).view(1, 1, 2, 3)  # rows [0 1 2], [3 4 5]
+    assert orient(grid, "down").equal(grid)
+    assert orient(grid, "up")[0, 0, 0].tolist() == [3, 4, 5]  # bottom row comes first
+    assert orient(grid, "right")[0, 0, 0].tolist() == [0, 3]  # first column comes first
+    assert orient(grid, "left")[0, 0, 0].tolist() == [2, 5]  # last column comes first
+
+
+@pytest.mark.parametrize("context", [MaskedConvContext, GRUContext, TransformerContext])
+def test_predictions_for_up_never_see_the_rows_they_predict(context):
+    """Row r of the bottom-up prediction must not change when rows above it change."""
+    torch.manual_seed(0)
+    task = CPCTask(8, steps=(1,), directions=("up",), context=context, projection_dim=4).eval()
+    latents = torch.randn(1, 8, 5, 5)
+    changed = latents.clone()
+    changed[:, :, :2] += 1.0  # the two top rows
+    ctx_a = task.contexts["up"](orient(latents, "up"))
+    ctx_b = task.contexts["up"](orient(changed, "up"))
+    # oriented rows 0..2 are original rows 4..2: they come before the change
+    torch.testing.assert_close(ctx_a[:, :, :3], ctx_b[:, :, :3])
+    assert not torch.allclose(ctx_a[:, :, 3:], ctx_b[:, :, 3:])
+
+
+def test_grid_too_small_for_steps_is_one_clear_error():
+    task = CPCTask(8, steps=(2, 3), directions=("down", "right"))
+    latents = torch.randn(1, 8, 6, 3)  # enough rows, too few columns for "right"
+    with pytest.raises(ValueError, match="3 rows along direction 'right'.*lower the steps"):
+        task(FixedGrid(latents), latents)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"steps": ()}, "steps"), ({"steps": (0, 1)}, "steps"), ({"directions": ("diag",)}, "diag")],
+)
+def test_bad_arguments_fail_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CPCTask(8, **kwargs)
+
+
+def test_patches_are_augmented_only_in_training():
+    calls = []
+
+    class Spy(nn.Module):
+        def forward(self, patches):
+            calls.append(patches.shape)
+            return patches
+
+    torch.manual_seed(0)
+    from cpc.models.encoder import ResNetEncoder
+
+    enc = ResNetEncoder(width=8)
+    task = CPCTask(enc.num_features, augment=Spy())
+    images = torch.rand(2, 1, 28, 28)
+    task.eval()(enc, images)
+    assert calls == []
+    task.train()(enc, images)
+    assert calls == [(2, 6, 6, 1, 8, 8)]
