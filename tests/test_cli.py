@@ -44,12 +44,12 @@ def test_fit_writes_checkpoint_and_resumes(image_folder, tmp_path):
     assert cli.trainer.global_step == 2  # 18 train images // batch 8
     logged = cli.trainer.callback_metrics
     assert torch.isfinite(logged["train/loss"]) and torch.isfinite(logged["val/loss"])
-    ckpts = list((tmp_path / "run").rglob("*.ckpt"))
-    assert len(ckpts) == 1
-    model = CPCModule.load_from_checkpoint(ckpts[0])  # the CLI stored the whole model config
+    ckpts = sorted((tmp_path / "run").rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    assert ckpts
+    model = CPCModule.load_from_checkpoint(ckpts[-1])  # the CLI stored the whole model config
     assert model.encoder.num_features == 16 and model.tasks["cpc"].steps == (2, 3)
 
-    resume = ["--trainer.max_epochs=2", f"--ckpt_path={ckpts[0]}"]
+    resume = ["--trainer.max_epochs=2", f"--ckpt_path={ckpts[-1]}"]
     resumed = cli_main(fit_args(image_folder, tmp_path / "run2", *resume))
     assert resumed.trainer.global_step == 4
 
