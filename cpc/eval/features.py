@@ -1,0 +1,166 @@
+"""Features of a frozen encoder (or of raw pixels) for every image of a labelled loader.
+
+The evaluation protocol of CPC (van den Oord et al., 2018, Sec. 3.2; Hénaff et al., 2019,
+Sec. 4.2) trains a linear classifier on the frozen encoder's latent grid, spatially
+mean-pooled. Features are extracted once per split and kept in memory (DINO's ``eval_knn.py``
+does the same), so kNN and every linear-probe candidate reuse them.
+
+Pooling of the latent grid ``(B, D, Gh, Gw)``:
+
+- ``"mean"``: the mean over the grid, ``(B, D)``: what ``encoder(images)`` returns and what the
+  papers evaluate. Invariant to where in the image a patch code occurs.
+- ``"grid"``: adaptive average pooling to 2x2, flattened, ``(B, 4*D)``: keeps a coarse spatial
+  layout (which quadrant holds which code). It helps on centred, aligned images such as
+  Fashion-MNIST, where *where* a stroke is matters, at 4x the feature size.
+
+Loaders yield ``(images, labels)``; uint8 images become float32 in ``[0, 1]`` here, on the
+device (as :meth:`cpc.data.ImageDataModule.on_after_batch_transfer` does inside a Trainer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+Pooling = Literal["mean", "grid"]
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+def pool_grid(grid: torch.Tensor, pooling: Pooling = "mean") -> torch.Tensor:
+    """Pool a latent grid into one vector per image.
+
+    Args:
+        grid: latent grid from ``encoder.forward_features``.
+        pooling: ``"mean"`` (``D`` features) or ``"grid"`` (2x2 average pool, ``4*D``); see
+            the module docstring.
+
+    Shape:
+        - grid: ``(B, D, Gh, Gw)``
+        - output: ``(B, D)`` for ``"mean"``, ``(B, 4*D)`` for ``"grid"``
+    """
+    if grid.ndim != 4:
+        raise ValueError(f"expected a latent grid (B, D, Gh, Gw), got shape {tuple(grid.shape)}")
+    if pooling == "mean":
+        return grid.mean(dim=(2, 3))  # (B, D, Gh, Gw) -> (B, D)
+    if pooling == "grid":
+        return F.adaptive_avg_pool2d(grid, 2).flatten(1)  # (B, D, 2, 2) -> (B, 4*D)
+    raise ValueError(f"pooling must be 'mean' or 'grid', got {pooling!r}")
+
+
+def extract_features(
+    encoder: nn.Module,
+    loader: Batches,
+    pooling: Pooling = "mean",
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features of a frozen encoder for every image of ``loader``, in loader order.
+
+    The encoder runs in eval mode (each submodule's previous mode is restored afterwards),
+    under ``torch.inference_mode()``, with bf16 autocast on CUDA only (on CPUs without
+    AVX512-bf16, bf16 is far slower than fp32).
+
+    Args:
+        encoder: has ``forward_features(images (B, C, H, W) in [0, 1]) -> (B, D, Gh, Gw)``.
+        loader: yields ``(images, labels)``; uint8 images are scaled to ``[0, 1]``.
+        pooling: ``"mean"`` or ``"grid"``, see :func:`pool_grid`.
+        device: where to run; default the encoder's device. The encoder is moved there for
+            the call and moved back afterwards.
+        progress: show a progress bar.
+
+    Returns:
+        ``(features, labels)``: float32 ``(N, F)`` and int64 ``(N,)``, on the CPU, with
+        ``F = D`` (mean) or ``4*D`` (grid).
+
+    Example:
+        >>> feats, labels = extract_features(encoder, datamodule.eval_dataloader("val"))
+    """
+    features, labels = extract_feature_sets({"encoder": encoder}, loader, pooling, device, progress)
+    return features["encoder"], labels
+
+
+def pixel_features(loader: Batches, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flattened raw pixels in ``[0, 1]``, the no-learning baseline: ``(N, C*H*W)``, ``(N,)``."""
+    features, labels = extract_feature_sets({}, loader, progress=progress, pixels=True)
+    return features["pixels"], labels
+
+
+def extract_feature_sets(
+    encoders: Mapping[str, nn.Module],
+    loader: Batches,
+    pooling: Pooling = "mean",
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    pixels: bool = False,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Features of several encoders (and optionally raw pixels) in one pass over ``loader``.
+
+    Each batch is loaded once and fed to every encoder, so a split is read once however many
+    models are compared. Arguments are as in :func:`extract_features`; ``device`` defaults to
+    the first encoder's device (CPU without encoders).
+
+    Returns:
+        ``({name: features (N, F_name)}, labels (N,))``, with key ``"pixels"`` holding
+        ``(N, C*H*W)`` when ``pixels`` is true.
+    """
+    if device is None:
+        device = next((_device_of(e) for e in encoders.values()), torch.device("cpu"))
+    device = torch.device(device)
+    fns: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        name: (lambda x, e=encoder: pool_grid(e.forward_features(x), pooling))
+        for name, encoder in encoders.items()
+    }
+    if pixels:
+        fns["pixels"] = lambda x: x.flatten(1)  # (B, C, H, W) -> (B, C*H*W)
+    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in fns}
+    labels: list[torch.Tensor] = []
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with contextlib.ExitStack() as stack:
+        for encoder in encoders.values():
+            stack.enter_context(_frozen_on(encoder, device))
+        stack.enter_context(torch.inference_mode())
+        for images, batch_labels in tqdm(loader, desc="features", disable=not progress):
+            images = _to_unit_float(images.to(device, non_blocking=True))
+            with autocast:
+                for name, fn in fns.items():
+                    outputs[name].append(fn(images).float().cpu())
+            labels.append(batch_labels.long().cpu())
+    if not labels:
+        raise ValueError("the loader yielded no batches: cannot extract features of nothing")
+    return {name: torch.cat(chunks) for name, chunks in outputs.items()}, torch.cat(labels)
+
+
+def _to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, C, H, W)`` -> float32 in [0, 1]; floating images pass through as float32."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255)
+    if not images.is_floating_point():
+        raise TypeError(f"expected uint8 or floating images, got {images.dtype}")
+    return images.float()
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _frozen_on(module: nn.Module, device: torch.device) -> Iterator[nn.Module]:
+    """Eval mode on ``device`` for the duration; every submodule's mode and the device are
+    restored afterwards (a module may mix modes, e.g. frozen BatchNorm inside a training net).
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    original = _device_of(module)
+    module.eval().to(device)
+    try:
+        yield module
+    finally:
+        module.to(original)
+        for m, training in modes:
+            m.training = training

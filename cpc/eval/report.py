@@ -1,0 +1,204 @@
+"""End-of-training evaluation of a frozen encoder: kNN and linear probe against two baselines.
+
+Protocol (the standard self-supervised evaluation; DINO's ``eval_knn.py``/``eval_linear.py``,
+CPC's linear evaluation in van den Oord et al., 2018 and Hénaff et al., 2019):
+
+- features of the eval ``"train"``, ``"val"`` and ``"test"`` splits are extracted once each,
+  for every model in one pass over each split (:func:`cpc.eval.features.extract_feature_sets`);
+- **kNN**: memory bank = ``"train"``, queries = ``"test"`` (:func:`cpc.eval.knn.knn_accuracy`);
+- **linear probe**: fit on ``"train"``, weight decay selected on ``"val"``, ``"test"`` evaluated
+  once with the selected probe (:func:`cpc.eval.linear_probe.linear_probe`).
+
+The same numbers are reported for two baselines, which say what pretraining bought:
+``random_init`` (the same architecture, freshly initialised: what the architecture alone gives)
+and ``pixels`` (flattened raw pixels: what no learning gives).
+
+When the data module has no test split (an image folder without ``test_root``), ``"val"``
+stands in for it and the probe's weight decay is fixed to the first candidate, so no
+selection touches the split that is reported (``meta["test_split"] == "val"``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cpc.eval.features import Pooling, extract_feature_sets
+from cpc.eval.knn import knn_accuracy
+from cpc.eval.linear_probe import linear_probe
+
+log = logging.getLogger(__name__)
+
+#: report keys of the compared models, in table order, and their row names
+MODELS = {"encoder": "encoder", "random_init": "random-init", "pixels": "pixels"}
+
+
+def random_init(encoder: nn.Module, seed: int = 0) -> nn.Module:
+    """A copy of ``encoder`` with every submodule that has ``reset_parameters`` re-initialised.
+
+    Seeded, and without disturbing the global RNG, so the baseline is the same in every report.
+    """
+    fresh = copy.deepcopy(encoder)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for module in fresh.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    return fresh
+
+
+def evaluate_encoder(
+    encoder: nn.Module,
+    datamodule: Any,
+    k: int = 20,
+    temperature: float = 0.07,
+    pooling: Pooling = "mean",
+    probe_kwargs: Mapping[str, Any] | None = None,
+    baselines: bool = True,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    checkpoint_path: str | None = None,
+) -> dict[str, Any]:
+    """kNN and linear-probe accuracy of a frozen encoder (and baselines) on a data module.
+
+    Args:
+        encoder: has ``forward_features`` (images in [0, 1] -> ``(B, D, Gh, Gw)``); left
+            unchanged (its mode and device are restored).
+        datamodule: a :class:`cpc.data.ImageDataModule` (``eval_dataloader``, ``num_classes``).
+        k: kNN neighbours (DINO: 20, better than 10, 100 or 200).
+        temperature: kNN vote temperature T in exp(sim / T) (DINO: 0.07).
+        pooling: ``"mean"`` or ``"grid"`` pooling of the latent grid (see
+            :mod:`cpc.eval.features`).
+        probe_kwargs: extra arguments of :func:`cpc.eval.linear_probe.linear_probe`
+            (``epochs``, ``weight_decays``, ``lr``, ``batch_size``, ``accelerator``).
+        baselines: also evaluate the random-init encoder and raw pixels.
+        seed: seeds the random-init baseline and the probes.
+        device: where features are extracted; default the encoder's device.
+        progress: show progress bars during feature extraction.
+        checkpoint_path: recorded in the metadata.
+
+    Returns:
+        ``{"encoder": result, "random_init": result, "pixels": result, "meta": {...}}`` (the
+        baselines only when ``baselines``), where ``result = {"knn": {"top1", "top5"},
+        "linear": {"top1", "top5", "val_top1", "weight_decay", "sweep"}}``, accuracies as
+        fractions; ``meta`` holds the data module class, checkpoint path, feature dims, k, T,
+        pooling, seed, split sizes, which split was reported and the seconds taken.
+    """
+    start = time.perf_counter()
+    probe_kwargs = {"seed": seed, **(probe_kwargs or {})}
+    encoders = {"encoder": encoder}
+    if baselines:
+        encoders["random_init"] = random_init(encoder, seed)
+    feats, labels = {}, {}
+    loaders = {split: datamodule.eval_dataloader(split) for split in ("train", "val")}
+    test_split = "test"
+    try:
+        loaders["test"] = datamodule.eval_dataloader("test")
+    except ValueError as err:  # e.g. ImageFolderDataModule without test_root
+        test_split = "val"
+        log.warning("no test split (%s): reporting on val with a fixed weight decay", err)
+        probe_kwargs["weight_decays"] = tuple(probe_kwargs.get("weight_decays", (0.0,)))[:1]
+    for split, loader in loaders.items():  # each split is read once, for every model
+        feats[split], labels[split] = extract_feature_sets(
+            encoders, loader, pooling, device, progress, pixels=baselines
+        )
+
+    num_classes = datamodule.num_classes
+    report: dict[str, Any] = {}
+    for name in (n for n in MODELS if n in feats["train"]):
+        train, val, test = (feats[s][name] for s in ("train", "val", test_split))
+        knn = knn_accuracy(
+            train, labels["train"], test, labels[test_split], num_classes, k, temperature
+        )
+        probe = linear_probe(
+            train,
+            labels["train"],
+            val,
+            labels["val"],
+            test,
+            labels[test_split],
+            num_classes,
+            **probe_kwargs,
+        )
+        report[name] = {"knn": knn, "linear": probe}
+    report["meta"] = {
+        "datamodule": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
+        "checkpoint": None if checkpoint_path is None else str(checkpoint_path),
+        "feature_dim": feats["train"]["encoder"].shape[1],
+        "pixel_dim": feats["train"]["pixels"].shape[1] if baselines else None,
+        "num_classes": num_classes,
+        "k": k,
+        "temperature": temperature,
+        "pooling": pooling,
+        "seed": seed,
+        "probe_kwargs": {key: _jsonable(v) for key, v in probe_kwargs.items()},
+        "split_sizes": {split: len(y) for split, y in labels.items()},
+        "test_split": test_split,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    return report
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """A small aligned table of accuracies in %: one row per model, kNN and linear top-1/5."""
+    columns = [("knn", "top1"), ("knn", "top5"), ("linear", "top1"), ("linear", "top5")]
+    header = f"{'model':<12}" + "".join(f"{f'{m} {t}':>13}" for m, t in columns)
+    lines = [header, "-" * len(header)]
+    for key, row in MODELS.items():
+        if key in report:
+            cells = "".join(f"{100 * report[key][m][t]:>13.2f}" for m, t in columns)
+            lines.append(f"{row:<12}{cells}")
+    meta = report.get("meta", {})
+    if meta:
+        lines.append(
+            f"k={meta.get('k')} T={meta.get('temperature')} pooling={meta.get('pooling')} "
+            f"feature_dim={meta.get('feature_dim')} reported on {meta.get('test_split')!r} "
+            f"({meta.get('seconds')} s)"
+        )
+    return "\n".join(lines)
+
+
+def write_report(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``report`` as JSON atomically: a temp file in the same folder, then ``os.replace``.
+
+    A reader never sees a half-written file, and a crash leaves any previous report intact.
+    Returns the path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_jsonable(report), f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    """Tensors -> numbers, tuples -> lists, dict keys -> strings (recursively)."""
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,160 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from cpc.data.datamodule import ImageDataModule
+from cpc.eval.report import evaluate_encoder, format_report, random_init, write_report
+from cpc.models.encoder import ResNetEncoder
+
+# one candidate and few epochs: each Lightning run costs ~0.5 s here, the math is tested elsewhere
+PROBE = {"epochs": 2, "weight_decays": (0.0,), "batch_size": 32, "accelerator": "cpu"}
+
+
+class Stripes(ImageDataModule):
+    """Two classes, separable in pixels: a bright top half (0) or bottom half (1), plus noise.
+
+    Records which eval splits were requested, in order.
+    """
+
+    def __init__(self, flip_test_labels: bool = False, **kwargs) -> None:
+        super().__init__(batch_size=16, val_size=16, **kwargs)
+        self.flip_test_labels = flip_test_labels
+        self.requests: list[str] = []
+
+    num_channels = 1
+    image_size = (16, 16)
+    class_names = ["top", "bottom"]
+
+    def load_source(self, source):
+        n = {"train": 64, "test": 32}[source]
+        generator = torch.Generator().manual_seed(len(source))
+        labels = torch.arange(n) % 2
+        images = torch.randint(0, 60, (n, 1, 16, 16), generator=generator, dtype=torch.uint8)
+        images[labels == 0, :, :8] += 150
+        images[labels == 1, :, 8:] += 150
+        if source == "test" and self.flip_test_labels:
+            labels = 1 - labels
+        return images, labels
+
+    def eval_dataloader(self, split, batch_size=None):
+        self.requests.append(split)
+        return super().eval_dataloader(split, batch_size)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return ResNetEncoder(in_channels=1, width=8)
+
+
+def test_report_has_every_model_and_metric_and_pixels_solve_the_easy_set(encoder):
+    dm = Stripes()
+    report = evaluate_encoder(encoder, dm, k=5, probe_kwargs=PROBE, progress=False)
+    assert set(report) == {"encoder", "random_init", "pixels", "meta"}
+    for name in ("encoder", "random_init", "pixels"):
+        assert set(report[name]) == {"knn", "linear"}
+        assert set(report[name]["knn"]) == {"top1", "top5"}
+        assert {"top1", "top5", "val_top1", "weight_decay", "sweep"} <= set(report[name]["linear"])
+        assert all(0 <= report[name][m]["top1"] <= 1 for m in ("knn", "linear"))
+    assert report["pixels"]["knn"]["top1"] == 1.0
+    meta = report["meta"]
+    assert meta["feature_dim"] == encoder.num_features and meta["pixel_dim"] == 16 * 16
+    assert meta["split_sizes"] == {"train": 48, "val": 16, "test": 32}
+    assert meta["test_split"] == "test" and meta["datamodule"].endswith("Stripes")
+    assert (meta["k"], meta["temperature"], meta["pooling"]) == (5, 0.07, "mean")
+    assert meta["seconds"] > 0
+    # every split is read once, for all three models together
+    assert sorted(dm.requests) == ["test", "train", "val"]
+    json.dumps(report)  # JSON-ready as it is
+
+
+def test_test_split_never_influences_selection(encoder):
+    """Flipping every test label changes the reported test accuracy and nothing else."""
+    kwargs = dict(
+        k=5,
+        pooling="grid",
+        probe_kwargs={**PROBE, "weight_decays": (0.0, 1e-3)},
+        baselines=False,
+        progress=False,
+    )
+    clean = evaluate_encoder(encoder, Stripes(), **kwargs)
+    flipped = evaluate_encoder(encoder, Stripes(flip_test_labels=True), **kwargs)
+    assert set(clean) == {"encoder", "meta"} and clean["meta"]["pixel_dim"] is None
+    assert clean["meta"]["feature_dim"] == 4 * encoder.num_features  # 2x2 grid pooling
+    a, b = clean["encoder"]["linear"], flipped["encoder"]["linear"]
+    assert list(a["sweep"]) == [0.0, 1e-3]
+    assert (a["sweep"], a["weight_decay"], a["val_top1"]) == (
+        b["sweep"],
+        b["weight_decay"],
+        b["val_top1"],
+    )
+    assert b["top1"] == pytest.approx(1 - a["top1"])  # two classes: every answer flips
+    assert flipped["encoder"]["knn"]["top1"] == pytest.approx(1 - clean["encoder"]["knn"]["top1"])
+
+
+def test_without_a_test_split_val_is_reported_with_no_selection(encoder):
+    class NoTest(Stripes):
+        def dataset(self, split):
+            if split == "test":
+                raise ValueError("no test split: set test_root")
+            return super().dataset(split)
+
+    report = evaluate_encoder(
+        encoder, NoTest(), k=5, probe_kwargs=PROBE, baselines=False, progress=False
+    )
+    assert report["meta"]["test_split"] == "val"
+    linear = report["encoder"]["linear"]
+    assert list(linear["sweep"]) == [0.0]  # one candidate: nothing is selected on val
+    assert linear["top1"] == linear["val_top1"]
+
+
+def test_random_init_is_seeded_fresh_and_leaves_the_original_alone(encoder):
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.add_(1.0)  # "trained" weights, far from any initialisation
+    trained = {k: v.clone() for k, v in encoder.state_dict().items()}
+    rng = torch.get_rng_state()
+    a, b, c = random_init(encoder, 0), random_init(encoder, 0), random_init(encoder, 1)
+    assert torch.equal(torch.get_rng_state(), rng)  # the global RNG is untouched
+    for key, value in trained.items():
+        assert torch.equal(encoder.state_dict()[key], value)
+        assert torch.equal(a.state_dict()[key], b.state_dict()[key])
+    conv = next(n for n, m in encoder.named_modules() if isinstance(m, nn.Conv2d)) + ".weight"
+    assert not torch.equal(a.state_dict()[conv], trained[conv])
+    assert not torch.equal(a.state_dict()[conv], c.state_dict()[conv])
+    encoder.load_state_dict(before)
+
+
+def fake_report():
+    result = {"knn": {"top1": 0.5, "top5": 1.0}, "linear": {"top1": 0.875, "top5": 1.0}}
+    meta = {"k": 20, "temperature": 0.07, "pooling": "mean", "feature_dim": 16}
+    return {"encoder": result, "random_init": result, "pixels": result, "meta": meta}
+
+
+def test_format_report_is_an_aligned_table_in_percent():
+    lines = format_report(fake_report()).splitlines()
+    assert lines[0].split() == ["model", "knn", "top1", "knn", "top5", "linear", "top1"] + [
+        "linear",
+        "top5",
+    ]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
+    assert list(rows) == ["encoder", "random-init", "pixels"]
+    assert rows["encoder"] == ["50.00", "100.00", "87.50", "100.00"]
+    assert len({len(line) for line in lines[:5]}) == 1  # aligned columns
+
+
+def test_write_report_is_atomic_valid_json(tmp_path):
+    path = tmp_path / "sub" / "report.json"
+    report = {**fake_report(), "sweep": {0.0: torch.tensor(0.5)}}
+    assert write_report(report, path) == path
+    loaded = json.loads(path.read_text())
+    assert loaded["encoder"]["linear"]["top1"] == 0.875 and loaded["sweep"] == {"0.0": 0.5}
+    assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temp file left
+
+    with pytest.raises(TypeError):  # not serialisable: the old report survives intact
+        write_report({"bad": object()}, path)
+    assert json.loads(path.read_text()) == loaded
+    assert [p.name for p in path.parent.iterdir()] == ["report.json"]
