@@ -11,18 +11,18 @@ DEVICES = ["cpu", "meta"] + (["cuda"] if torch.cuda.is_available() else [])
 OFF = dict(hflip=0.0, max_shift=0, brightness=0.0, contrast=0.0, drop_color=0.0)
 
 
-def slow_translate(x: torch.Tensor, dy: int, dx: int, fill: str) -> torch.Tensor:
-    """Reference for one (C, H, W) item: a loop over output pixels."""
+def slow_translate(x: torch.Tensor, dy: int, dx: int, fill: str, flip: bool = False):
+    """Reference for one (C, H, W) item: flip, then out[i, j] = x[i - dy, j - dx], with the
+    source of every row and column worked out in plain Python."""
     _, height, width = x.shape
-    out = torch.empty_like(x)
-    for i in range(height):
-        for j in range(width):
-            si, sj = i - dy, j - dx
-            inside = 0 <= si < height and 0 <= sj < width
-            if fill == "zeros" and not inside:
-                out[:, i, j] = 0
-            else:
-                out[:, i, j] = x[:, min(max(si, 0), height - 1), min(max(sj, 0), width - 1)]
+    if flip:
+        x = x[:, :, [width - 1 - j for j in range(width)]]
+    rows, cols = [i - dy for i in range(height)], [j - dx for j in range(width)]
+    out = x[:, [min(max(r, 0), height - 1) for r in rows]]
+    out = out[:, :, [min(max(c, 0), width - 1) for c in cols]]
+    if fill == "zeros":
+        inside = torch.tensor([[0 <= r < height and 0 <= c < width for c in cols] for r in rows])
+        out = torch.where(inside, out, 0.0)
     return out
 
 
@@ -96,6 +96,19 @@ def test_translate_matches_slow_loop(fill):
             assert torch.equal(out[a, b], expected), (a, b)
 
 
+def test_translate_with_flip_matches_slow_loop():
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 5, 6)
+    dy, dx = torch.tensor([0, 1, -2, 0]), torch.tensor([0, -1, 2, 3])
+    flip = torch.tensor([True, True, False, True])
+    for fill in ("replicate", "zeros"):
+        out = translate(x, dy, dx, fill, flip)
+        for k in range(4):
+            expected = slow_translate(x[k], int(dy[k]), int(dx[k]), fill, bool(flip[k]))
+            assert torch.equal(out[k], expected), (fill, k)
+    assert torch.equal(out[0], x[0].flip(-1))
+
+
 def test_translate_moves_content_the_documented_way():
     x = torch.zeros(1, 1, 5, 5)
     x[0, 0, 1, 1] = 1.0
@@ -103,22 +116,20 @@ def test_translate_moves_content_the_documented_way():
     assert out[0, 0, 3, 2] == 1 and out.sum() == 1
 
 
-def test_patch_shift_is_one_of_the_allowed_offsets_per_patch():
+def test_patch_flip_and_shift_are_drawn_per_patch_from_the_allowed_set():
     torch.manual_seed(1)
-    patches = torch.rand(8, 4, 4, 2, 8, 8)
-    out = PatchAugment(**{**OFF, "max_shift": 1})(patches)
+    patches = torch.rand(6, 4, 4, 2, 8, 8)
+    out = PatchAugment(**{**OFF, "max_shift": 1, "hflip": 0.5})(patches)
     flat_in, flat_out = patches.reshape(-1, 2, 8, 8), out.reshape(-1, 2, 8, 8)
+    allowed = [(dy, dx, f) for dy in (-1, 0, 1) for dx in (-1, 0, 1) for f in (False, True)]
     used = []
     for x, y in zip(flat_in, flat_out, strict=True):
         matches = [
-            (dy, dx)
-            for dy in (-1, 0, 1)
-            for dx in (-1, 0, 1)
-            if torch.equal(y, slow_translate(x, dy, dx, "replicate"))
+            a for a in allowed if torch.equal(y, slow_translate(x, *a[:2], "replicate", a[2]))
         ]
-        assert len(matches) == 1  # random content: exactly one offset reproduces the patch
+        assert len(matches) == 1  # random content: exactly one (offset, flip) gives the patch
         used.append(matches[0])
-    assert set(used) == {(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+    assert set(used) == set(allowed)  # 96 patches cover all 18 combinations
 
 
 def test_image_translation_uses_zero_fill_and_offsets_up_to_max_shift():
@@ -224,3 +235,6 @@ def test_bad_inputs_are_rejected():
         )
     with pytest.raises(ValueError, match="integer"):
         translate(torch.rand(2, 1, 4, 4), torch.zeros(2), torch.zeros(2), "zeros")
+    with pytest.raises(ValueError, match="flip has shape"):
+        zeros = torch.zeros(2, dtype=torch.long)
+        translate(torch.rand(2, 1, 4, 4), zeros, zeros, "zeros", torch.zeros(3, dtype=torch.bool))
