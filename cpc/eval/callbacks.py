@@ -1,0 +1,208 @@
+"""Lightning callbacks that evaluate the frozen encoder during and after pretraining.
+
+- :class:`OnlineKNN`: a cheap kNN accuracy on the val split after validation (``val/knn_top1``),
+  a learning curve for representation quality (Wu et al., 2018; as in solo-learn and lightly).
+- :class:`EvaluationReport`: at the end of ``fit``, the full report of
+  :func:`cpc.eval.report.evaluate_encoder` (kNN + linear probe + baselines on the test split),
+  written as ``report.json`` next to the checkpoints.
+
+Both need a data module with ``eval_dataloader(split)`` and ``num_classes``
+(:class:`cpc.data.ImageDataModule`) and a LightningModule with an ``encoder`` attribute
+(``forward_features``). The online kNN never touches the test split.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from torch.utils.data import DataLoader, Subset
+
+from cpc.eval.features import Pooling, extract_features
+from cpc.eval.knn import knn_accuracy
+from cpc.eval.report import evaluate_encoder, format_report, write_report
+
+
+class OnlineKNN(L.Callback):
+    """Log ``val/knn_top1``: kNN accuracy of the frozen encoder's features on the val split.
+
+    After every ``every_n_epochs``-th validation run (sanity checks excluded) the encoder's
+    mean-pooled features are extracted for a fixed, seeded subset of at most ``bank_size``
+    images of the eval ``"train"`` split (the memory bank) and for the whole val split (the
+    queries), and the weighted kNN vote of :func:`cpc.eval.knn.knn_accuracy` classifies the
+    queries. A fixed bank keeps the curve comparable across epochs.
+
+    Distributed training: every rank computes the same number on the full, unsharded eval
+    loaders (they are built here, so Lightning does not shard them). This needs no collective
+    of its own, cannot deadlock if a rank is slow, and leaves ``val/knn_top1`` in every rank's
+    ``callback_metrics`` (so ``ModelCheckpoint``/``EarlyStopping`` may monitor it, which they
+    cannot with ``rank_zero_only``). It is logged with ``sync_dist=True``: the mean of equal
+    values is that value, and it evens out any last-bit difference between GPUs. The cost is
+    one bank-sized forward pass per rank, which rank 0 alone would take as long to do.
+
+    Checkpointing: the count of validation runs is saved in the checkpoint, so a resumed run
+    keeps evaluating on the same schedule.
+
+    Args:
+        every_n_epochs: evaluate after every n-th validation run; 0 switches the callback off.
+        bank_size: at most this many eval-"train" images form the memory bank.
+        k: neighbours of the kNN vote (DINO: 20).
+        temperature: vote temperature ``T`` in ``exp(sim / T)`` (DINO: 0.07).
+        seed: seed of the bank subset.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        bank_size: int = 10000,
+        k: int = 20,
+        temperature: float = 0.07,
+        seed: int = 0,
+    ) -> None:
+        if every_n_epochs < 0 or bank_size < 1:
+            raise ValueError(
+                f"need every_n_epochs >= 0 and bank_size >= 1, got {every_n_epochs}, {bank_size}"
+            )
+        self.every_n_epochs = every_n_epochs
+        self.bank_size = bank_size
+        self.k = k
+        self.temperature = temperature
+        self.seed = seed
+        self.validation_runs = 0
+        self._bank_loader: DataLoader | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.every_n_epochs:
+            _check_can_evaluate(type(self).__name__, trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not self.every_n_epochs:
+            return
+        self.validation_runs += 1
+        if self.validation_runs % self.every_n_epochs:
+            return
+        top1 = self.knn_top1(pl_module.encoder, trainer.datamodule, pl_module.device)
+        pl_module.log("val/knn_top1", top1, prog_bar=True, sync_dist=True)
+
+    def knn_top1(self, encoder: torch.nn.Module, datamodule: Any, device: torch.device) -> float:
+        """kNN top-1 (a fraction) of the val split against the fixed train bank."""
+        bank_f, bank_y = extract_features(
+            encoder, self._bank(datamodule), device=device, progress=False
+        )
+        val_f, val_y = extract_features(
+            encoder, datamodule.eval_dataloader("val"), device=device, progress=False
+        )
+        scores = knn_accuracy(
+            bank_f, bank_y, val_f, val_y, datamodule.num_classes, self.k, self.temperature
+        )
+        return scores["top1"]
+
+    def _bank(self, datamodule: Any) -> DataLoader:
+        """Loader over a seeded subset of the eval "train" split, built once."""
+        if self._bank_loader is None:
+            full = datamodule.eval_dataloader("train")
+            n = len(full.dataset)
+            generator = torch.Generator().manual_seed(self.seed)
+            keep = torch.randperm(n, generator=generator)[: self.bank_size].sort().values
+            self._bank_loader = DataLoader(
+                Subset(full.dataset, keep.tolist()),
+                batch_size=full.batch_size,
+                num_workers=full.num_workers,
+                pin_memory=full.pin_memory,
+            )
+        return self._bank_loader
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"validation_runs": self.validation_runs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.validation_runs = state_dict["validation_runs"]
+
+
+class EvaluationReport(L.Callback):
+    """At the end of ``fit``, evaluate the final encoder and write ``report.json``.
+
+    Runs :func:`cpc.eval.report.evaluate_encoder` on ``trainer.datamodule`` on global rank 0
+    only (other ranks finish at once), on the training device, and writes the JSON next to the
+    checkpoints (the ``ModelCheckpoint`` dirpath, else ``trainer.log_dir``), then logs the table
+    with ``rank_zero_info``. Skipped under ``fast_dev_run`` (a smoke test, not a result).
+
+    Args:
+        enabled: False skips the report (``--report.enabled false``).
+        k, temperature: kNN neighbours and vote temperature.
+        pooling: ``"mean"`` or ``"grid"`` pooling of the latent grid.
+        baselines: also evaluate the random-init encoder and raw pixels.
+        probe_kwargs: extra arguments of :func:`cpc.eval.linear_probe.linear_probe`, e.g.
+            ``{"epochs": 20}``.
+        filename: name of the JSON file.
+    """
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        k: int = 20,
+        temperature: float = 0.07,
+        pooling: Pooling = "mean",
+        baselines: bool = True,
+        probe_kwargs: dict[str, Any] | None = None,
+        filename: str = "report.json",
+    ) -> None:
+        self.enabled = enabled
+        self.k = k
+        self.temperature = temperature
+        self.pooling = pooling
+        self.baselines = baselines
+        self.probe_kwargs = probe_kwargs
+        self.filename = filename
+        self.path: Path | None = None  # where the last report was written
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.enabled and stage == "fit":
+            _check_can_evaluate(type(self).__name__, trainer, pl_module)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.enabled or not trainer.is_global_zero:
+            return
+        if trainer.fast_dev_run:
+            rank_zero_info("EvaluationReport: skipped under fast_dev_run")
+            return
+        ckpt = trainer.checkpoint_callback
+        report = evaluate_encoder(
+            pl_module.encoder,
+            trainer.datamodule,
+            k=self.k,
+            temperature=self.temperature,
+            pooling=self.pooling,
+            probe_kwargs=self.probe_kwargs,
+            baselines=self.baselines,
+            device=trainer.strategy.root_device,  # the module was moved to the CPU at teardown
+            progress=trainer.progress_bar_callback is not None,
+            checkpoint_path=(ckpt.last_model_path or None) if ckpt is not None else None,
+        )
+        report["meta"].update(epoch=trainer.current_epoch, global_step=trainer.global_step)
+        self.path = write_report(report, Path(self._folder(trainer)) / self.filename)
+        rank_zero_info(f"Evaluation report ({self.path}):\n{format_report(report)}")
+
+    @staticmethod
+    def _folder(trainer: L.Trainer) -> str:
+        ckpt = trainer.checkpoint_callback
+        if ckpt is not None and ckpt.dirpath:
+            return ckpt.dirpath
+        return trainer.log_dir or trainer.default_root_dir or os.getcwd()
+
+
+def _check_can_evaluate(name: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    """Fail before training, not after it, when there is nothing to evaluate on."""
+    if not hasattr(pl_module, "encoder"):
+        raise ValueError(f"{name} needs a LightningModule with an `encoder` attribute")
+    datamodule = trainer.datamodule
+    if not (hasattr(datamodule, "eval_dataloader") and hasattr(datamodule, "num_classes")):
+        raise ValueError(
+            f"{name} needs a data module with eval_dataloader(split) and num_classes "
+            f"(a cpc.data.ImageDataModule), got {type(datamodule).__name__}: pass one to fit "
+            "or disable the callback"
+        )
