@@ -6,4 +6,6 @@ Shape letters used across the package:
     K  prediction steps ahead     N  candidates in one InfoNCE softmax (1 positive + negatives)
 """
 
+from cpc.checkpoint import load_encoder as load_encoder  # public API
+
 __version__ = "0.1.0"

@@ -1,27 +1,225 @@
-"""`cpc` command: LightningCLI over CPCModule and the image data modules."""
+"""`cpc` command: LightningCLI over CPCModule and the image data modules, plus ``cpc eval``.
+
+``cpc fit --config configs/fashion_mnist.yaml`` trains with these defaults (all shown by
+``--print_config`` and changeable there or on the command line):
+
+- ``online_knn``: :class:`cpc.eval.OnlineKNN` logs ``val/knn_top1`` after every validation
+  (``--online_knn.every_n_epochs 0`` switches it off);
+- ``report``: :class:`cpc.eval.EvaluationReport` writes ``report.json`` next to the checkpoints
+  at the end of fit (``--report.enabled false`` skips it);
+- ``checkpoint``: ``ModelCheckpoint`` keeping ``last.ckpt`` and the best by ``val/loss``;
+- ``lr_monitor``: ``LearningRateMonitor`` logging the learning rate every step;
+- ``trainer.logger``: TensorBoard event files and a CSV ``metrics.csv`` (readable without
+  TensorBoard), both under ``trainer.default_root_dir`` (default: the current folder).
+
+``cpc eval --ckpt_path PATH`` evaluates a checkpoint's frozen encoder (see :func:`eval_main`).
+"""
 
 from __future__ import annotations
 
-from lightning.pytorch.cli import LightningCLI
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
 
+import torch
+import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.trainer import Trainer
+
+from cpc.checkpoint import load_encoder
 from cpc.data.datamodule import ImageDataModule
+from cpc.eval.callbacks import EvaluationReport, OnlineKNN
+from cpc.eval.report import evaluate_encoder, format_report, write_report
 from cpc.module import CPCModule
+
+#: default loggers; their ``save_dir`` follows ``trainer.default_root_dir`` (a link)
+DEFAULT_LOGGERS = [
+    {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "."}},
+    {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}},
+]
+
+
+class CPCLightningCLI(LightningCLI):
+    """LightningCLI with evaluation callbacks, checkpointing and loggers configured by default."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(OnlineKNN, "online_knn")
+        parser.add_lightning_class_args(EvaluationReport, "report")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/loss",
+                "checkpoint.mode": "min",
+                "checkpoint.save_last": True,
+            }
+        )
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        parser.set_defaults({"trainer.logger": DEFAULT_LOGGERS})
+        parser.link_arguments(
+            "trainer.default_root_dir",
+            "trainer.logger.init_args.save_dir",
+            compute_fn=lambda root: "." if root is None else root,
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(str(self.subcommand), self.config)
+        loggers = config.get("trainer", {}).get("logger")
+        self._versioned = _share_version(loggers) if isinstance(loggers, list) else []
+
+    def after_instantiate_classes(self) -> None:
+        # the saved config.yaml keeps `version: null`, so reusing it starts a new folder
+        for args in self._versioned:
+            args.version = None
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if not trainer.loggers:  # `--trainer.logger false`: nothing for the monitor to log to
+            trainer.callbacks = [c for c in trainer.callbacks if type(c) is not LearningRateMonitor]
+        return trainer
+
+
+def _share_version(loggers: list[Any]) -> list[Any]:
+    """Give loggers that write to the same ``save_dir/name`` one new ``version_N`` folder.
+
+    Each logger would otherwise pick the next free version on its own, and the second one
+    finds the folder the first just made (TensorBoard in version_0, metrics.csv in version_1).
+    Returns the ``init_args`` that were given a version.
+    """
+    roots: dict[Path, list[Any]] = {}
+    for logger in loggers:
+        args = logger.get("init_args") if hasattr(logger, "get") else None
+        if args is None or args.get("version") is not None or "save_dir" not in args:
+            continue
+        root = Path(args.save_dir) / (args.get("name") or "")
+        roots.setdefault(root, []).append(args)
+    versioned = []
+    for root, group in roots.items():
+        if len(group) > 1:
+            taken = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
+            for args in group:
+                args.version = max(taken, default=-1) + 1
+            versioned += group
+    return versioned
 
 
 def cli_main(args: list[str] | None = None) -> LightningCLI:
     """Entry point of ``cpc fit --config configs/fashion_mnist.yaml``; callable from tests."""
-    return LightningCLI(
-        CPCModule,
-        ImageDataModule,
-        subclass_mode_data=True,
-        args=args,
-        save_config_kwargs={"overwrite": True},
+    with warnings.catch_warnings():
+        # The CSV logger warns when TensorBoard has just made the shared, fresh version folder;
+        # it would only delete its own metrics.csv, which a fresh folder does not hold.
+        warnings.filterwarnings("ignore", message="Experiment logs directory .* is not empty")
+        return CPCLightningCLI(
+            CPCModule,
+            ImageDataModule,
+            subclass_mode_data=True,
+            args=args,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={
+                "description": "CPC pretraining. Evaluate a checkpoint: cpc eval --help"
+            },
+        )
+
+
+def eval_parser() -> ArgumentParser:
+    """Arguments of ``cpc eval``: a checkpoint, a data module and :func:`evaluate_encoder`'s."""
+    parser = ArgumentParser(
+        prog="cpc eval",
+        description="kNN and linear-probe evaluation of a checkpoint's frozen encoder, against "
+        "random-init and raw-pixel baselines. Prints a table and writes a JSON report.",
     )
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML of these options")
+    parser.add_argument("--ckpt_path", type=str, required=True, help="checkpoint of `cpc fit`")
+    parser.add_subclass_arguments(
+        ImageDataModule,
+        "data",
+        required=False,
+        help="data module, as in `cpc fit`; default: the one in the run's config.yaml "
+        "(found next to the checkpoint or one or two folders up)",
+    )
+    parser.add_argument(
+        "--out",
+        type=str | None,
+        default=None,
+        help="JSON report path; default: next to the checkpoint, <name>.report.json",
+    )
+    parser.add_function_arguments(
+        evaluate_encoder, skip={"encoder", "datamodule", "checkpoint_path", "device"}
+    )
+    parser.add_argument("--device", type=str | None, default=None, help="default: cuda if any")
+    return parser
+
+
+def eval_main(args: list[str] | None = None) -> dict[str, Any]:
+    """``cpc eval``: evaluate a checkpoint's encoder, print the table, write the JSON report.
+
+    Example:
+        ``cpc eval --ckpt_path runs/lightning_logs/version_0/checkpoints/last.ckpt``
+
+    Returns:
+        The report of :func:`cpc.eval.report.evaluate_encoder`, with ``meta["report_path"]``.
+    """
+    parser = eval_parser()
+    cfg = parser.parse_args(args)
+    ckpt = Path(cfg.ckpt_path)
+    if not ckpt.is_file():
+        raise SystemExit(f"cpc eval: error: checkpoint not found: {ckpt}")
+    if cfg.data is None:
+        datamodule = _instantiate_data(_run_data_config(ckpt))
+    else:
+        datamodule = parser.instantiate_classes(cfg).data
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    report = evaluate_encoder(
+        load_encoder(ckpt),
+        datamodule,
+        k=cfg.k,
+        temperature=cfg.temperature,
+        pooling=cfg.pooling,
+        probe_kwargs=cfg.probe_kwargs,
+        baselines=cfg.baselines,
+        seed=cfg.seed,
+        device=device,
+        progress=cfg.progress,
+        checkpoint_path=str(ckpt),
+    )
+    out = Path(cfg.out) if cfg.out else ckpt.with_suffix(".report.json")
+    report["meta"]["report_path"] = str(out)
+    write_report(report, out)
+    print(format_report(report))  # the command's output
+    return report
+
+
+def _run_data_config(ckpt: Path) -> dict[str, Any]:
+    """The ``data`` section of the run's ``config.yaml`` (saved by LightningCLI in the log dir,
+    which holds ``checkpoints/``), searched in the checkpoint's folder and two folders up."""
+    for folder in [ckpt.parent, *list(ckpt.parents)[1:3]]:
+        config = folder / "config.yaml"
+        if config.is_file():
+            data = (yaml.safe_load(config.read_text()) or {}).get("data")
+            if data:
+                return data
+    raise SystemExit(
+        f"cpc eval: error: no config.yaml with a data section near {ckpt}: pass --data "
+        "(e.g. --data cpc.data.FashionMNISTDataModule)"
+    )
+
+
+def _instantiate_data(data: Any) -> ImageDataModule:
+    parser = ArgumentParser()
+    parser.add_subclass_arguments(ImageDataModule, "data")
+    cfg = parser.parse_object({"data": data})
+    return parser.instantiate_classes(cfg).data
 
 
 def main() -> None:
     """Console script ``cpc``: returns None so the shell sees exit status 0 on success."""
-    cli_main()
+    if sys.argv[1:2] == ["eval"]:
+        eval_main(sys.argv[2:])
+    else:
+        cli_main()
 
 
 if __name__ == "__main__":
