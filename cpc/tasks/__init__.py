@@ -2,5 +2,6 @@
 
 from cpc.tasks.base import PatchEncoder, Task, TaskFactory
 from cpc.tasks.cpc import CPCTask
+from cpc.tasks.rotation import RotationTask
 
-__all__ = ["CPCTask", "PatchEncoder", "Task", "TaskFactory"]
+__all__ = ["CPCTask", "PatchEncoder", "RotationTask", "Task", "TaskFactory"]

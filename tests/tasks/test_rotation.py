@@ -1,0 +1,185 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from cpc.cli import cli_main
+from cpc.models.encoder import ResNetEncoder
+from cpc.tasks import RotationTask
+from cpc.tasks.rotation import all_rotations, rotate
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+
+
+class PooledMean(nn.Module):
+    """Stand-in encoder: D copies of each image's mean pixel, ``(B, C, H, W) -> (B, D)``."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, images):
+        return self.scale * images.mean(dim=(1, 2, 3))[:, None].expand(-1, self.num_features)
+
+
+def test_rotate_back_by_minus_k_gives_each_original_in_its_place():
+    torch.manual_seed(0)
+    images = torch.rand(12, 2, 5, 5)
+    k = torch.randint(4, (12,))
+    out = rotate(images, k)
+    for i in range(12):  # slow reference: one image at a time
+        assert out[i].equal(torch.rot90(images[i], int(k[i]), dims=(1, 2)))
+        assert torch.rot90(out[i], -int(k[i]), dims=(1, 2)).equal(images[i])
+
+
+def test_rotation_is_counter_clockwise_quarter_turns():
+    image = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2)
+    turned = rotate(image.expand(4, -1, -1, -1), torch.arange(4))
+    assert turned[1, 0].tolist() == [[2, 4], [1, 3]]  # 90 degrees: top row becomes left column
+    assert turned[2, 0].tolist() == [[4, 3], [2, 1]]  # 180 degrees
+    assert turned[0].equal(image[0])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_task_examples_have_labels_of_the_rotation_applied(training):
+    torch.manual_seed(0)
+    task = RotationTask(8, augment=nn.Identity()).train(training)
+    images = torch.rand(10, 1, 6, 6)
+    rotated, labels = task.make_examples(images)
+    assert rotated.shape == images.shape and labels.shape == (10,)
+    for i in range(10):
+        assert torch.rot90(rotated[i], -int(labels[i]), dims=(1, 2)).equal(images[i])
+    if not training:  # fixed rotations so the validation metric is comparable across epochs
+        assert labels.tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+
+
+def test_all_rotations_gives_4b_examples_in_blocks_of_one_rotation():
+    images = torch.rand(3, 1, 4, 4)
+    rotated, labels = RotationTask(8, all_rotations=True).eval().make_examples(images)
+    assert rotated.shape == (12, 1, 4, 4)
+    assert labels.tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    for k in range(4):
+        block = rotated[3 * k : 3 * (k + 1)]
+        assert torch.rot90(block, -k, dims=(2, 3)).equal(images)
+    assert all_rotations(images)[0].equal(rotated)
+
+
+@pytest.mark.parametrize(("hidden", "num_features"), [(5, 8), (0, 16)])
+def test_head_input_follows_num_features_and_outputs_loss_and_acc(hidden, num_features):
+    task = RotationTask(num_features, hidden=hidden)
+    assert task.head[0].in_features == num_features
+    assert task.head[-1].out_features == 4
+    out = task(PooledMean(num_features), torch.rand(6, 1, 8, 8))
+    assert set(out) == {"loss", "acc"} and out["loss"].ndim == 0
+    assert torch.isfinite(out["loss"]) and 0 <= out["acc"] <= 1
+
+
+def test_uniform_logits_give_log_4_and_argmax_0_accuracy():
+    task = RotationTask(4, hidden=0).eval()
+    nn.init.zeros_(task.head[-1].weight)
+    nn.init.zeros_(task.head[-1].bias)
+    out = task(PooledMean(4), torch.rand(8, 1, 6, 6))
+    torch.testing.assert_close(out["loss"], torch.tensor(math.log(4)))
+    assert out["acc"] == 0.25  # ties -> class 0, the label of 2 images in 8
+
+
+def test_gradients_reach_the_encoder():
+    encoder = ResNetEncoder(width=4)
+    task = RotationTask(encoder.num_features)
+    task(encoder, torch.rand(4, 1, 28, 28))["loss"].backward()
+    assert encoder.stem[0].weight.grad.abs().sum() > 0
+
+
+def test_images_are_augmented_only_in_training():
+    calls = []
+
+    class Spy(nn.Module):
+        def forward(self, images):
+            calls.append(images.shape)
+            return images
+
+    task = RotationTask(4, augment=Spy())
+    task.eval()(PooledMean(4), torch.rand(2, 1, 6, 6))
+    assert calls == []
+    task.train()(PooledMean(4), torch.rand(2, 1, 6, 6))
+    assert calls == [(2, 1, 6, 6)]
+
+
+def test_non_square_images_are_one_clear_error():
+    with pytest.raises(ValueError, match=r"square images.*\(2, 1, 28, 20\)"):
+        RotationTask(4)(PooledMean(4), torch.rand(2, 1, 28, 20))
+
+
+def test_bad_hidden_fails_at_construction():
+    with pytest.raises(ValueError, match="hidden"):
+        RotationTask(4, hidden=-1)
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for cls in ["a", "b"]:
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 255, (28, 28), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / cls / f"{i}.png")
+    return tmp_path / "images"
+
+
+def fit_args(folder: Path, out: Path, config: str, *extra: str) -> list[str]:
+    """A config file's tasks on the tiny image folder: 2 train steps, 1 val batch."""
+    return [
+        "fit",
+        f"--config={CONFIGS / config}",
+        "--data=cpc.data.ImageFolderDataModule",
+        f"--data.root={folder}",
+        "--data.image_size=28",
+        "--data.channels=1",
+        "--data.batch_size=8",
+        "--data.val_size=0.25",
+        "--model.encoder=cpc.models.encoder.ResNetEncoder",
+        "--model.encoder.width=8",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_val_batches=1",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.logger=false",
+        "--online_knn.every_n_epochs=0",
+        "--report.enabled=false",
+        f"--trainer.default_root_dir={out}",
+        *extra,
+    ]
+
+
+def test_cpc_and_rotation_config_logs_both_losses_and_their_weighted_sum(image_folder, tmp_path):
+    cli = cli_main(fit_args(image_folder, tmp_path, "cpc_rotation.yaml"))
+    logged = cli.trainer.callback_metrics
+    for key in ("train/cpc/loss", "train/rotation/loss", "train/rotation/acc", "val/rotation/acc"):
+        assert torch.isfinite(logged[key]), key
+    torch.testing.assert_close(
+        logged["train/loss"], logged["train/cpc/loss"] + logged["train/rotation/loss"]
+    )
+    assert list(cli.model.tasks) == ["cpc", "rotation"]
+
+
+def test_rotation_config_alone_and_weight_0_skips_a_task(image_folder, tmp_path, monkeypatch):
+    def never(*args):
+        raise AssertionError("a task with weight 0 ran")
+
+    monkeypatch.setattr("cpc.tasks.CPCTask.forward", never)
+    tasks = [
+        {"class_path": "cpc.tasks.RotationTask"},
+        {"class_path": "cpc.tasks.CPCTask", "init_args": {"weight": 0.0}},
+    ]
+    cli = cli_main(
+        fit_args(image_folder, tmp_path, "rotation.yaml", f"--model.tasks={json.dumps(tasks)}")
+    )
+    logged = cli.trainer.callback_metrics
+    assert torch.isfinite(logged["train/rotation/loss"])
+    assert not any(key.startswith(("train/cpc/", "val/cpc/")) for key in logged)
