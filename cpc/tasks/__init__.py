@@ -2,6 +2,7 @@
 
 from cpc.tasks.base import PatchEncoder, Task, TaskFactory
 from cpc.tasks.cpc import CPCTask
+from cpc.tasks.patch_position import PatchPositionTask
 from cpc.tasks.rotation import RotationTask
 
-__all__ = ["CPCTask", "PatchEncoder", "RotationTask", "Task", "TaskFactory"]
+__all__ = ["CPCTask", "PatchEncoder", "PatchPositionTask", "RotationTask", "Task", "TaskFactory"]

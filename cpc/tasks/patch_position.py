@@ -1,0 +1,205 @@
+"""Relative patch position: given a centre patch and a neighbour, say where the neighbour lies.
+
+Doersch, Gupta and Efros, 2015, "Unsupervised Visual Representation Learning by Context
+Prediction". A patch is taken from the image together with one of its 8 neighbours in a 3x3
+arrangement; both are encoded by the same network and a head on the pair classifies the
+neighbour's position (top-left, top, ..., bottom-right). Solving it needs to know what object
+parts look like and how they are laid out.
+
+images (B, C, H, W) -> patch grid (B, Gh, Gw, C, P, P) -> per image K pairs (centre at
+(r, c), neighbour at (r + gap*dr, c + gap*dc)) gathered with index tensors -> PatchAugment
+per patch (training only) -> encoder (B*K*2 patches) -> concat (B*K, 2D) -> head -> 8 logits.
+
+Shortcuts guarded (the paper's Sec. 3.1 names "boundary patterns or textures continuing
+between patches" and chromatic aberration):
+
+- Overlap and edge continuity: the neighbour is ``gap`` grid steps away, and ``gap * stride``
+  must be at least the patch size (checked when the encoder has ``patch_stride``), so the two
+  patches share no pixel. With CPC's stride P/2 the default ``gap=2`` makes them touch; each
+  patch is then jittered on its own by up to ``max_shift=2`` pixels, so a line that crosses
+  the border no longer continues in the same row or column of the two patches. The paper
+  leaves a gap of about half a patch and jitters by up to 7 pixels; on 28x28 images with a
+  6x6 grid touching patches are the widest spacing that fits (``gap=3`` needs a 7x7 grid,
+  e.g. 32x32 images, and then leaves half a patch free, as in the paper).
+- Chromatic aberration / colour: each RGB patch is turned grey with probability 0.5, on its
+  own, so 3 pairs in 4 have at least one patch without colour to compare (the paper's
+  "colour dropping" keeps one channel of three; a no-op on grayscale data).
+- Low-level statistics shared by neighbours (a guard the paper does not list): brightness
+  and contrast are jittered per patch (PatchAugment's defaults).
+
+Not guarded: the absolute position of patches (the paper mentions no such cue for its
+random crops; here the grid is fixed, so a patch at the border of an object-centred
+Fashion-MNIST image is mostly background - a layout cue, which is the point of the task).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cpc.data.augment import PatchAugment
+from cpc.tasks.base import PatchEncoder, Task
+
+#: (row, column) direction of label l, row-major around the centre, the paper's order:
+#: 0 top-left, 1 top, 2 top-right, 3 left, 4 right, 5 bottom-left, 6 bottom, 7 bottom-right.
+DIRECTIONS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+class Pairs(NamedTuple):
+    """Examples of the task, ``K`` per image.
+
+    Attributes:
+        patches: ``(B, K, 2, C, P, P)``: centre patch first, then its neighbour.
+        centres: ``(B, K, 2)`` grid (row, column) of the centre patch.
+        labels: ``(B, K)`` index into :data:`DIRECTIONS` of the neighbour.
+    """
+
+    patches: torch.Tensor
+    centres: torch.Tensor
+    labels: torch.Tensor
+
+
+def sample_pairs(
+    patches: torch.Tensor, gap: int, pairs_per_image: int, generator: torch.Generator | None
+) -> Pairs:
+    """Pick ``K`` random (centre, neighbour) pairs per image from the grid, batch-wise.
+
+    The centre is uniform over the positions that have all 8 neighbours ``gap`` steps away,
+    the direction uniform over the 8; both patches are taken with one advanced index.
+
+    Args:
+        patches: ``(B, Gh, Gw, C, P, P)`` from ``encoder.patchify``.
+        gap: grid steps between the centre and its neighbour.
+        pairs_per_image: K.
+        generator: random generator on the patches' device (None: the global one).
+    """
+    b, gh, gw = patches.shape[:3]
+    check_grid(gh, gw, gap)
+    device, size = patches.device, (b, pairs_per_image)
+    rows = torch.randint(gap, gh - gap, size, device=device, generator=generator)  # (B, K)
+    cols = torch.randint(gap, gw - gap, size, device=device, generator=generator)  # (B, K)
+    labels = torch.randint(len(DIRECTIONS), size, device=device, generator=generator)  # (B, K)
+    step = gap * torch.tensor(DIRECTIONS, device=device)[labels]  # (B, K, 2)
+    # (B, K) -> (B, K, 2): centre then neighbour, as grid indices
+    pick_rows = torch.stack([rows, rows + step[..., 0]], dim=2)
+    pick_cols = torch.stack([cols, cols + step[..., 1]], dim=2)
+    image = torch.arange(b, device=device).view(b, 1, 1)  # (B, 1, 1) broadcasts to (B, K, 2)
+    pair_patches = patches[image, pick_rows, pick_cols]  # (B, K, 2, C, P, P)
+    return Pairs(pair_patches, torch.stack([rows, cols], dim=2), labels)
+
+
+def check_grid(rows: int, cols: int, steps: int, arg: str = "PatchPositionTask gap") -> None:
+    """Raise unless a 3x3 arrangement of patches ``steps`` grid steps apart fits the grid.
+
+    ``arg`` names the setting as "<Task> <argument>", for the message.
+    """
+    need = 2 * steps + 1
+    if rows < need or cols < need:
+        raise ValueError(
+            f"the patch grid is {rows}x{cols} but {arg}={steps} needs at least {need}x{need} "
+            f"(3x3 patches {steps} steps apart): lower {arg.split()[-1]}, or the encoder's "
+            "patch_stride, or use larger images"
+        )
+
+
+def check_no_overlap(
+    encoder: PatchEncoder, patch_size: int, steps: int, arg: str = "PatchPositionTask gap"
+) -> None:
+    """Raise if patches ``steps`` grid steps apart share pixels.
+
+    Needs the encoder's ``patch_stride`` (``ResNetEncoder`` has it); encoders without one
+    are trusted. ``arg`` names the setting as "<Task> <argument>", for the message.
+    """
+    stride = getattr(encoder, "patch_stride", None)
+    if stride is not None and steps * stride < patch_size:
+        raise ValueError(
+            f"{arg}={steps} with patch_stride={stride} puts patches {steps * stride} pixels "
+            f"apart, so {patch_size}-pixel patches overlap (a trivial shortcut): use "
+            f"{arg.split()[-1]} >= {-(-patch_size // stride)}"
+        )
+
+
+class PatchPositionTask(Task):
+    """Context prediction (Doersch et al., 2015): classify the 8-way position of a neighbour.
+
+    See the module docstring for the shortcuts guarded. In evaluation the pairs are drawn
+    from a generator seeded with 0 on every call and the patches are not augmented, so
+    ``val/patch_position/acc`` is comparable between epochs.
+
+    Args:
+        num_features: latent size D of the encoder (given by the module).
+        hidden: width of the head's hidden layer (Linear(2D, hidden) -> ReLU -> Linear to 8
+            logits); 0 for a linear head. The paper's fc7/fc8 sit on the concatenated pair.
+        gap: grid steps between centre and neighbour. The default 2 with CPC's stride of half
+            a patch makes the two patches touch without sharing pixels; ``gap=1`` would let
+            them share half their pixels, a trivial shortcut, and raises an error.
+        pairs_per_image: pairs drawn from each image per step; the paper uses one. More
+            pairs give more examples per image for 2 patch encodings each.
+        augment: applied to the pair patches ``(B, K, 2, C, P, P)`` in training; default
+            ``PatchAugment(max_shift=2, drop_color=0.5)`` (see the module docstring);
+            ``nn.Identity()`` disables (and lets the edge shortcut back in).
+        weight: factor of this loss in the total.
+
+    Example:
+        >>> from cpc.models.encoder import ResNetEncoder
+        >>> encoder = ResNetEncoder(width=8)
+        >>> task = PatchPositionTask(encoder.num_features)
+        >>> sorted(task(encoder, torch.rand(4, 1, 28, 28)))
+        ['acc', 'loss']
+    """
+
+    name = "patch_position"
+
+    def __init__(
+        self,
+        num_features: int,
+        hidden: int = 256,
+        gap: int = 2,
+        pairs_per_image: int = 1,
+        augment: nn.Module | None = None,
+        weight: float = 1.0,
+    ) -> None:
+        super().__init__(weight)
+        if gap < 1 or pairs_per_image < 1 or hidden < 0:
+            raise ValueError(
+                f"need gap >= 1, pairs_per_image >= 1 and hidden >= 0, got gap={gap}, "
+                f"pairs_per_image={pairs_per_image}, hidden={hidden}"
+            )
+        self.gap, self.pairs_per_image = gap, pairs_per_image
+        self.augment = augment if augment is not None else PatchAugment(max_shift=2, drop_color=0.5)
+        classes = len(DIRECTIONS)
+        if hidden:
+            self.head = nn.Sequential(
+                nn.Linear(2 * num_features, hidden), nn.ReLU(), nn.Linear(hidden, classes)
+            )
+        else:
+            self.head = nn.Sequential(nn.Linear(2 * num_features, classes))
+
+    def make_pairs(self, encoder: PatchEncoder, images: torch.Tensor) -> Pairs:
+        """Images ``(B, C, H, W)`` -> :class:`Pairs` (augmented in training)."""
+        patches = encoder.patchify(images)  # (B, Gh, Gw, C, P, P)
+        check_no_overlap(encoder, patches.shape[-1], self.gap)
+        generator = None
+        if not self.training:
+            generator = torch.Generator(device=images.device).manual_seed(0)
+        pairs = sample_pairs(patches, self.gap, self.pairs_per_image, generator)
+        if self.training:
+            pairs = pairs._replace(patches=self.augment(pairs.patches))
+        return pairs
+
+    def forward(self, encoder: PatchEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        pairs = self.make_pairs(encoder, images)
+        b, k = pairs.labels.shape
+        # (B, K, 2, C, P, P) -> (B*K, 1, 2, C, P, P): each pair as a 1x2 grid for encode_grid
+        grid = pairs.patches.reshape(b * k, 1, 2, *pairs.patches.shape[3:])
+        z = encoder.encode_grid(grid)  # (B*K, D, 1, 2)
+        z = z.squeeze(2).transpose(1, 2).reshape(b * k, -1)  # (B*K, 2D): [centre | neighbour]
+        logits = self.head(z)  # (B*K, 8)
+        labels = pairs.labels.reshape(-1)  # (B, K) -> (B*K,)
+        return {
+            "loss": F.cross_entropy(logits, labels),
+            "acc": (logits.argmax(dim=1) == labels).float().mean(),
+        }

@@ -1,0 +1,193 @@
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from cpc.cli import cli_main
+from cpc.models.encoder import ResNetEncoder
+from cpc.tasks import PatchPositionTask
+from cpc.tasks.patch_position import DIRECTIONS
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+P, STRIDE = 8, 4  # ResNetEncoder's patches: 28x28 images -> 6x6 grid
+# label -> (rows down, columns right) of the neighbour, written out from the paper's figure 2
+BY_HAND = {
+    0: (-1, -1),  # top-left
+    1: (-1, 0),  # top
+    2: (-1, 1),  # top-right
+    3: (0, -1),  # left
+    4: (0, 1),  # right
+    5: (1, -1),  # bottom-left
+    6: (1, 0),  # bottom
+    7: (1, 1),  # bottom-right
+}
+
+
+def crop(images, row, col):
+    """The patch at grid (row, col) cut by hand with slicing: ``(C, P, P)``."""
+    y, x = row * STRIDE, col * STRIDE
+    return images[:, y : y + P, x : x + P]
+
+
+def test_directions_table_is_the_8_neighbours_in_reading_order():
+    assert dict(enumerate(DIRECTIONS)) == BY_HAND
+
+
+@pytest.mark.parametrize("gap", [2, 3])
+def test_pairs_are_the_centre_and_the_neighbour_its_label_names(gap):
+    torch.manual_seed(0)
+    encoder = ResNetEncoder(width=4)
+    task = PatchPositionTask(encoder.num_features, gap=gap, pairs_per_image=4).eval()
+    images = torch.rand(3, 1, 28 if gap == 2 else 32, 28 if gap == 2 else 32)
+    pairs = task.make_pairs(encoder, images)
+    assert pairs.patches.shape == (3, 4, 2, 1, P, P)
+    for b in range(3):
+        for k in range(4):
+            r, c = pairs.centres[b, k].tolist()
+            dr, dc = BY_HAND[int(pairs.labels[b, k])]
+            assert pairs.patches[b, k, 0].equal(crop(images[b], r, c))
+            assert pairs.patches[b, k, 1].equal(crop(images[b], r + gap * dr, c + gap * dc))
+
+
+def test_default_pairs_never_overlap_and_cover_every_direction_and_centre():
+    encoder = ResNetEncoder(width=4)
+    task = PatchPositionTask(encoder.num_features, pairs_per_image=50, augment=nn.Identity())
+    pairs = task.train().make_pairs(encoder, torch.rand(8, 1, 28, 28))
+    step = torch.tensor(DIRECTIONS)[pairs.labels] * task.gap * STRIDE  # (B, K, 2) pixels apart
+    assert (step.abs().amax(dim=-1) >= P).all()  # disjoint boxes: apart by >= P on some axis
+    assert set(pairs.labels.flatten().tolist()) == set(range(8))
+    assert set(map(tuple, pairs.centres.flatten(0, 1).tolist())) == {(2, 2), (2, 3), (3, 2), (3, 3)}
+
+
+def test_head_sees_centre_features_then_neighbour_features():
+    """A stand-in encoder whose features are (patch mean, patch top-left pixel)."""
+
+    class MeanAndCorner(nn.Module):
+        num_features = 2
+
+        def patchify(self, images):
+            return images.unfold(2, P, STRIDE).unfold(3, P, STRIDE).permute(0, 2, 3, 1, 4, 5)
+
+        def encode_grid(self, patches):  # (B, Gh, Gw, C, P, P) -> (B, 2, Gh, Gw)
+            feats = torch.stack([patches.mean(dim=(3, 4, 5)), patches[..., 0, 0, 0]], dim=1)
+            return feats
+
+    seen = []
+    task = PatchPositionTask(2, hidden=0, pairs_per_image=3).eval()
+    task.head.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    images = torch.rand(2, 1, 28, 28)
+    task(MeanAndCorner(), images)
+    pairs = task.make_pairs(MeanAndCorner(), images)  # eval: the same pairs again
+    centre, neighbour = pairs.patches[:, :, 0].flatten(0, 1), pairs.patches[:, :, 1].flatten(0, 1)
+    expected = torch.stack(
+        [
+            centre.mean(dim=(1, 2, 3)),
+            centre[:, 0, 0, 0],
+            neighbour.mean(dim=(1, 2, 3)),
+            neighbour[:, 0, 0, 0],
+        ],
+        dim=1,
+    )  # (B*K, 2D) = [centre D | neighbour D]
+    torch.testing.assert_close(seen[0], expected)
+
+
+def test_forward_keys_head_size_and_chance_loss():
+    encoder = ResNetEncoder(width=4)
+    task = PatchPositionTask(encoder.num_features, hidden=6)
+    assert task.head[0].in_features == 2 * encoder.num_features
+    nn.init.zeros_(task.head[-1].weight)
+    nn.init.zeros_(task.head[-1].bias)
+    out = task(encoder, torch.rand(4, 1, 28, 28))
+    assert set(out) == {"loss", "acc"}
+    torch.testing.assert_close(out["loss"], torch.tensor(math.log(8)))
+
+
+def test_evaluation_pairs_are_fixed_training_pairs_are_random():
+    encoder = ResNetEncoder(width=4)
+    task = PatchPositionTask(encoder.num_features, pairs_per_image=8)
+    images = torch.rand(4, 1, 28, 28)
+    a, b = task.eval().make_pairs(encoder, images), task.make_pairs(encoder, images)
+    assert a.labels.equal(b.labels) and a.centres.equal(b.centres) and a.patches.equal(b.patches)
+    c, d = task.train().make_pairs(encoder, images), task.make_pairs(encoder, images)
+    assert not c.labels.equal(d.labels)
+
+
+def test_patches_are_augmented_only_in_training():
+    calls = []
+
+    class Spy(nn.Module):
+        def forward(self, patches):
+            calls.append(patches.shape)
+            return patches
+
+    encoder = ResNetEncoder(width=4)
+    task = PatchPositionTask(encoder.num_features, pairs_per_image=2, augment=Spy())
+    task.eval()(encoder, torch.rand(3, 1, 28, 28))
+    assert calls == []
+    task.train()(encoder, torch.rand(3, 1, 28, 28))
+    assert calls == [(3, 2, 2, 1, P, P)]
+
+
+@pytest.mark.parametrize(
+    ("gap", "size", "message"),
+    [
+        (2, 20, r"grid is 4x4 but PatchPositionTask gap=2 needs at least 5x5.*lower gap"),
+        (3, 28, r"grid is 6x6 but PatchPositionTask gap=3 needs at least 7x7"),
+        (1, 28, r"gap=1 with patch_stride=4 .* overlap .* use gap >= 2"),
+    ],
+)
+def test_grid_too_small_or_overlapping_pair_is_one_clear_error(gap, size, message):
+    encoder = ResNetEncoder(width=4)
+    with pytest.raises(ValueError, match=message):
+        PatchPositionTask(encoder.num_features, gap=gap)(encoder, torch.rand(1, 1, size, size))
+
+
+@pytest.mark.parametrize("kwargs", [{"gap": 0}, {"pairs_per_image": 0}, {"hidden": -1}])
+def test_bad_arguments_fail_at_construction(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        PatchPositionTask(8, **kwargs)
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for cls in ["a", "b"]:
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 255, (28, 28), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / cls / f"{i}.png")
+    return tmp_path / "images"
+
+
+def test_patch_position_config_trains_through_the_cli(image_folder, tmp_path):
+    cli = cli_main(
+        [
+            "fit",
+            f"--config={CONFIGS / 'patch_position.yaml'}",
+            "--data=cpc.data.ImageFolderDataModule",
+            f"--data.root={image_folder}",
+            "--data.image_size=28",
+            "--data.channels=1",
+            "--data.batch_size=8",
+            "--data.val_size=0.25",
+            "--model.encoder=cpc.models.encoder.ResNetEncoder",
+            "--model.encoder.width=8",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_val_batches=1",
+            "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=false",
+            "--online_knn.every_n_epochs=0",
+            "--report.enabled=false",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
+    logged = cli.trainer.callback_metrics
+    assert list(cli.model.tasks) == ["patch_position"]
+    assert torch.isfinite(logged["train/patch_position/loss"])
+    assert torch.isfinite(logged["val/patch_position/acc"])
+    torch.testing.assert_close(logged["train/loss"], logged["train/patch_position/loss"])
