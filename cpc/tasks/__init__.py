@@ -2,7 +2,16 @@
 
 from cpc.tasks.base import PatchEncoder, Task, TaskFactory
 from cpc.tasks.cpc import CPCTask
+from cpc.tasks.jigsaw import JigsawTask
 from cpc.tasks.patch_position import PatchPositionTask
 from cpc.tasks.rotation import RotationTask
 
-__all__ = ["CPCTask", "PatchEncoder", "PatchPositionTask", "RotationTask", "Task", "TaskFactory"]
+__all__ = [
+    "CPCTask",
+    "JigsawTask",
+    "PatchEncoder",
+    "PatchPositionTask",
+    "RotationTask",
+    "Task",
+    "TaskFactory",
+]

@@ -1,0 +1,119 @@
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cpc.models.encoder import ResNetEncoder
+from cpc.module import CPCModule
+from cpc.tasks import JigsawTask
+from cpc.tasks.jigsaw import all_permutations, hamming_permutations
+
+P, STRIDE = 8, 4  # ResNetEncoder's patches: 28x28 images -> 6x6 grid
+
+
+def pairwise_hamming(perms: torch.Tensor) -> torch.Tensor:
+    """Distances between distinct rows of ``(N, n)``, flattened."""
+    d = (perms[:, None] != perms[None]).sum(-1)  # (N, N)
+    return d[~torch.eye(len(perms), dtype=torch.bool)]
+
+
+def test_all_permutations_are_every_ordering_once():
+    perms = all_permutations(4)
+    assert sorted(map(tuple, perms.tolist())) == list(itertools.permutations(range(4)))
+
+
+def test_permutation_set_is_deterministic_for_a_seed_and_changes_with_it():
+    a, b, c = (hamming_permutations(100, seed=s) for s in (0, 0, 1))
+    assert a.equal(b) and not a.equal(c)
+    assert a.shape == (100, 9) and a.dtype == torch.long
+
+
+def test_default_set_has_the_distances_its_docstring_claims():
+    perms = hamming_permutations(100, 9, seed=0)
+    assert perms.sort(dim=1).values.equal(torch.arange(9).expand(100, 9))  # each a permutation
+    distances = pairwise_hamming(perms)
+    assert distances.min() == 6  # distinct, and at least 6 of 9 positions differ
+    assert 8.05 < distances.float().mean() < 8.07
+
+
+def test_each_choice_is_the_max_min_distance_over_all_permutations():
+    """Slow reference on 5 tiles: at every step no permutation is farther from those chosen."""
+    perms = hamming_permutations(20, num_tiles=5, seed=3)
+    everything = torch.tensor(list(itertools.permutations(range(5))))  # (120, 5)
+    for step in range(1, 20):
+        chosen = perms[:step]
+        nearest = (everything[:, None] != chosen[None]).sum(-1).min(dim=1).values  # (120,)
+        assert (perms[step] != chosen).sum(-1).min() == nearest.max()
+    assert len(set(map(tuple, perms.tolist()))) == 20
+
+
+def test_permutation_set_is_saved_and_reloaded_exactly(tmp_path):
+    saved = JigsawTask(8, num_permutations=30, seed=0)
+    assert "permutations" in saved.state_dict()
+    path = tmp_path / "jigsaw.pt"
+    torch.save(saved.state_dict(), path)
+    loaded = JigsawTask(8, num_permutations=30, seed=1)
+    assert not loaded.permutations.equal(saved.permutations)
+    loaded.load_state_dict(torch.load(path))
+    assert loaded.permutations.equal(saved.permutations)
+
+
+def test_module_checkpoint_keeps_the_set_it_was_trained_with(tmp_path):
+    def task(num_features):
+        return JigsawTask(num_features, num_permutations=30, seed=0)
+
+    model = CPCModule(ResNetEncoder(width=4), tasks=[task])
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+
+    def other(num_features):
+        return JigsawTask(num_features, num_permutations=30, seed=5)
+
+    reloaded = CPCModule(ResNetEncoder(width=4), tasks=[other])
+    reloaded.load_state_dict(torch.load(path))
+    assert reloaded.tasks["jigsaw"].permutations.equal(model.tasks["jigsaw"].permutations)
+
+
+def test_puzzle_tiles_are_the_grid_patches_in_the_labelled_order():
+    torch.manual_seed(0)
+    encoder = ResNetEncoder(width=4)
+    task = JigsawTask(encoder.num_features, num_permutations=10).eval()
+    images = torch.rand(4, 1, 28, 28)
+    tiles, labels, offsets = task.make_puzzles(encoder, images)
+    assert tiles.shape == (4, 9, 1, P, P)
+    for b in range(4):
+        order = task.permutations[labels[b]].tolist()
+        for position, tile in enumerate(order):
+            row = int(offsets[b, 0]) + 2 * (tile // 3)  # tile t sits at (t // 3, t % 3) of 3x3
+            col = int(offsets[b, 1]) + 2 * (tile % 3)
+            y, x = row * STRIDE, col * STRIDE
+            assert tiles[b, position].equal(images[b, :, y : y + P, x : x + P])
+    # the 3x3 arrangement spans 5 of the 6 grid steps: 2 offsets per axis
+    assert set(offsets.flatten().tolist()) <= {0, 1}
+
+
+def test_forward_keys_head_size_and_chance_loss():
+    encoder = ResNetEncoder(width=4)
+    task = JigsawTask(encoder.num_features, num_permutations=12, hidden=5)
+    assert task.head[0].in_features == 9 * encoder.num_features
+    assert task.head[-1].out_features == 12
+    nn.init.zeros_(task.head[-1].weight)
+    nn.init.zeros_(task.head[-1].bias)
+    out = task(encoder, torch.rand(3, 1, 28, 28))
+    assert set(out) == {"loss", "acc"}
+    torch.testing.assert_close(out["loss"], torch.tensor(math.log(12)))
+
+
+def test_grid_too_small_is_one_clear_error():
+    encoder = ResNetEncoder(width=4)
+    task = JigsawTask(encoder.num_features, num_permutations=5)
+    with pytest.raises(ValueError, match="grid is 4x4 but JigsawTask spacing=2 .* lower spacing"):
+        task(encoder, torch.rand(1, 1, 20, 20))
+
+
+@pytest.mark.parametrize("kwargs", [{"num_permutations": 0}, {"spacing": 0}, {"hidden": -1}])
+def test_bad_arguments_fail_at_construction(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        JigsawTask(8, **kwargs)
