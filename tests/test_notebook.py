@@ -1,0 +1,112 @@
+"""notebooks/embeddings.ipynb and its script twin `python -m cpc.viz`, run on a tiny checkpoint."""
+
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+from PIL import Image
+
+from cpc import viz
+from cpc.cli import cli_main
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "embeddings.ipynb"
+PNG = b"\x89PNG\r\n\x1a\n"
+FIGURES = ["embeddings.png", "neighbours.png", "training_curves.png", "confusion.png"]
+
+
+def write_folder(root: Path, n_per_class: int, seed: int) -> Path:
+    """28x28 grayscale PNGs in root/<class>/: dark and bright noise, so the classes differ."""
+    rng = np.random.default_rng(seed)
+    for c, (low, high) in {"dark": (0, 120), "bright": (120, 255)}.items():
+        (root / c).mkdir(parents=True)
+        for i in range(n_per_class):
+            pixels = rng.integers(low, high, (28, 28), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / c / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(checkpoint, train folder, test folder) of a 1-epoch fit of a width-8 encoder."""
+    tmp = tmp_path_factory.mktemp("viz")
+    train, test = write_folder(tmp / "train", 12, 0), write_folder(tmp / "test", 6, 1)
+    cli_main(
+        [
+            "fit",
+            "--data=cpc.data.ImageFolderDataModule",
+            f"--data.root={train}",
+            "--data.image_size=28",
+            "--data.channels=1",
+            "--data.batch_size=8",
+            "--data.val_size=0.25",
+            "--model.encoder=cpc.models.encoder.ResNetEncoder",
+            "--model.encoder.width=8",
+            "--trainer.max_epochs=1",
+            "--trainer.log_every_n_steps=1",
+            "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp / 'run'}",
+            "--report.enabled=false",
+        ]
+    )
+    (ckpt,) = (tmp / "run").rglob("last.ckpt")
+    return ckpt, train, test
+
+
+def test_notebook_runs_top_to_bottom_and_saves_figures(tiny_run, tmp_path, monkeypatch):
+    ckpt, train, test = tiny_run
+    out = tmp_path / "figures"
+    env = {
+        "CPC_CHECKPOINT": str(ckpt.parents[2]),  # a run folder: its newest checkpoint is used
+        "CPC_DATASET": "folder",
+        "CPC_ROOT": str(train),
+        "CPC_TEST_ROOT": str(test),
+        "CPC_SAMPLE": "12",
+        "CPC_BANK": "100",  # more than the 22 train images (24 less 10% val): all are used
+        "CPC_METHOD": "pca",
+        "CPC_OUT_DIR": str(out),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # the kernel inherits the environment
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # committed clean
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": NOTEBOOK.parent}}
+    ).execute()
+
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == PNG and (out / name).stat().st_size > 1000, name
+    shown = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(shown) == len(FIGURES)
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "12 test / 22 train images" in text
+    assert "class   n  trained  random init" in text  # the per-class kNN table
+    assert "   all  12" in text
+
+
+def test_script_writes_the_same_figures(tiny_run, tmp_path):
+    ckpt, train, test = tiny_run
+    out = tmp_path / "figures"
+    paths = viz.main(
+        [
+            f"--ckpt_path={ckpt}",
+            "--data=folder",
+            f"--root={train}",
+            f"--test_root={test}",
+            f"--out={out}",
+            "--sample=12",
+            "--bank=100",
+            "--method=pca",
+            "--neighbours=4",
+        ]
+    )
+    assert sorted(p.name for p in paths.values()) == sorted([*FIGURES, "knn_per_class.txt"])
+    for path in paths.values():
+        assert path.parent == out and path.stat().st_size > 0
+        assert path.suffix != ".png" or path.read_bytes()[:8] == PNG
+    table = (out / "knn_per_class.txt").read_text().splitlines()
+    assert table[0].split() == ["class", "n", "trained", "random", "init"]
+    assert [row.split()[:2] for row in table[2:]] == [["bright", "6"], ["dark", "6"], ["all", "12"]]
