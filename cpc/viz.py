@@ -533,12 +533,15 @@ def sample_features(
     seed: int = 0,
     batch_size: int = 256,
     pooling: Literal["mean", "grid"] = "mean",
+    progress: bool = True,
 ) -> FeatureSample:
     """Seeded random subsets of the test split (queries; the val split when there is no test
     split) and the train split (the kNN bank), and every encoder's pooled features of both,
     in one pass over each subset (:func:`cpc.eval.features.extract_feature_sets`).
 
-    On a 2-core CPU the cost is the forward passes: ``(sample + bank) * len(encoders)`` images.
+    On a 2-core CPU the cost is the forward passes: ``(sample + bank) * len(encoders)`` images
+    (about 100 s for 2000 + 10000 Fashion-MNIST images and two width-32 encoders); ``progress``
+    shows a bar per subset.
     """
     try:
         queries = datamodule.dataset("test")
@@ -547,8 +550,8 @@ def sample_features(
         queries = datamodule.dataset("val")
     query_images, query_labels = _sample_images(queries, sample, seed)
     bank_images, bank_labels = _sample_images(datamodule.dataset("train"), bank, seed + 1)
-    query_f = _features(encoders, query_images, query_labels, batch_size, pooling)
-    bank_f = _features(encoders, bank_images, bank_labels, batch_size, pooling)
+    query_f = _features(encoders, query_images, query_labels, batch_size, pooling, progress)
+    bank_f = _features(encoders, bank_images, bank_labels, batch_size, pooling, progress)
     return FeatureSample(
         list(datamodule.class_names), query_images, query_labels.numpy(),
         bank_images, bank_labels.numpy(), query_f, bank_f,
@@ -570,13 +573,14 @@ def _features(
     labels: torch.Tensor,
     batch_size: int,
     pooling: str,
+    progress: bool,
 ) -> dict[str, np.ndarray]:
     from torch.utils.data import DataLoader, TensorDataset
 
     from cpc.eval.features import extract_feature_sets
 
     loader = DataLoader(TensorDataset(images, labels), batch_size=batch_size)
-    features, _ = extract_feature_sets(encoders, loader, pooling, progress=False)
+    features, _ = extract_feature_sets(encoders, loader, pooling, progress=progress)
     return {name: f.numpy() for name, f in features.items()}
 
 
