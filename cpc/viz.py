@@ -37,13 +37,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import faiss
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import nn
+
+if TYPE_CHECKING:  # imports Lightning; the pipeline functions import it when called
+    from cpc.data import ImageDataModule
 
 log = logging.getLogger(__name__)
 
@@ -507,7 +510,7 @@ def make_datamodule(
     image_size: int = 28,
     channels: int = 1,
     test_root: str | None = None,
-):
+) -> ImageDataModule:
     """A prepared :mod:`cpc.data` module: ``fashion_mnist``, ``mnist``, ``cifar10``, ``stl10``
     (files under ``root``) or ``folder`` (``root/<class>/<image>``, resized to ``image_size``
     with ``channels``; ``test_root`` optional)."""
@@ -527,7 +530,7 @@ def make_datamodule(
 
 def sample_features(
     encoders: Mapping[str, nn.Module],
-    datamodule,
+    datamodule: ImageDataModule,
     sample: int = 2000,
     bank: int = 10000,
     seed: int = 0,
