@@ -1,0 +1,42 @@
+"""Each bad input gets one clear message that says what to do."""
+
+import pytest
+from conftest import tiny_fit_args, write_image_folder
+
+from cpc.cli import cli_main
+
+
+def run(capsys, args):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_unknown_config_key(capsys, tiny_folder, tmp_path):
+    code, err = run(capsys, tiny_fit_args(tiny_folder, tmp_path, "--model.lrr=0.1"))
+    assert code == 2 and "lrr" in err
+
+
+def test_wrong_type(capsys, tiny_folder, tmp_path):
+    code, err = run(capsys, tiny_fit_args(tiny_folder, tmp_path, "--model.lr=fast"))
+    assert code == 2 and "model.lr" in err and "fast" in err
+
+
+def test_image_smaller_than_one_patch(tmp_path):
+    folder = write_image_folder(tmp_path / "small", size=6)
+    args = tiny_fit_args(folder, tmp_path / "run", "--data.image_size=6")
+    with pytest.raises(ValueError, match="smaller than one patch"):
+        cli_main(args)
+
+
+def test_grid_with_too_few_rows_for_the_steps(tiny_folder, tmp_path):
+    task = '[{"class_path": "cpc.tasks.CPCTask", "init_args": {"steps": [5, 6]}}]'
+    with pytest.raises(ValueError, match="need at least 7"):
+        cli_main(tiny_fit_args(tiny_folder, tmp_path, f"--model.tasks={task}"))
+
+
+def test_rgb_data_with_a_grayscale_encoder(tmp_path):
+    folder = write_image_folder(tmp_path / "rgb", mode="RGB")
+    args = tiny_fit_args(folder, tmp_path / "run", "--data.channels=3")
+    with pytest.raises(ValueError, match="3 channels but the encoder expects 1"):
+        cli_main(args)
