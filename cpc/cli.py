@@ -10,7 +10,10 @@
 - ``checkpoint``: ``ModelCheckpoint`` keeping ``last.ckpt`` and the best by ``val/loss``;
 - ``lr_monitor``: ``LearningRateMonitor`` logging the learning rate every step;
 - ``trainer.logger``: TensorBoard event files and a CSV ``metrics.csv`` (readable without
-  TensorBoard), both under ``trainer.default_root_dir`` (default: the current folder).
+  TensorBoard) in one folder, ``<trainer.default_root_dir>/lightning_logs/version_N``, which
+  also holds ``config.yaml``, ``hparams.yaml`` and ``checkpoints/``. Each logger's ``save_dir``
+  is linked to ``trainer.default_root_dir`` (default: the current folder), so a ``save_dir``
+  printed by ``--print_config`` or written in a config is replaced by it.
 
 ``cpc eval --ckpt_path PATH`` evaluates a checkpoint's frozen encoder (see :func:`eval_main`).
 """

@@ -73,7 +73,7 @@ class OnlineKNN(L.Callback):
         self.temperature = temperature
         self.seed = seed
         self.validation_runs = 0
-        self._bank_loader: DataLoader | None = None
+        self._bank_loader: tuple[Any, DataLoader] | None = None  # (data module, loader)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.every_n_epochs:
@@ -102,19 +102,20 @@ class OnlineKNN(L.Callback):
         return scores["top1"]
 
     def _bank(self, datamodule: Any) -> DataLoader:
-        """Loader over a seeded subset of the eval "train" split, built once."""
-        if self._bank_loader is None:
+        """Loader over a seeded subset of the eval "train" split, built once per data module."""
+        if self._bank_loader is None or self._bank_loader[0] is not datamodule:
             full = datamodule.eval_dataloader("train")
             n = len(full.dataset)
             generator = torch.Generator().manual_seed(self.seed)
             keep = torch.randperm(n, generator=generator)[: self.bank_size].sort().values
-            self._bank_loader = DataLoader(
+            loader = DataLoader(
                 Subset(full.dataset, keep.tolist()),
                 batch_size=full.batch_size,
                 num_workers=full.num_workers,
                 pin_memory=full.pin_memory,
             )
-        return self._bank_loader
+            self._bank_loader = (datamodule, loader)
+        return self._bank_loader[1]
 
     def state_dict(self) -> dict[str, Any]:
         return {"validation_runs": self.validation_runs}
