@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -34,6 +35,7 @@ from lightning.pytorch.trainer import Trainer
 
 from cpc.checkpoint import load_encoder
 from cpc.data.datamodule import ImageDataModule
+from cpc.data.datasets import DatasetNotFoundError
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
 from cpc.eval.report import evaluate_encoder, format_report, write_report
 from cpc.module import CPCModule
@@ -62,6 +64,13 @@ class CPCLightningCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.set_defaults({"trainer.logger": DEFAULT_LOGGERS})
+        # the model's defaults spelled out, so --print_config shows every encoder/task option
+        parser.set_defaults(
+            {
+                "model.encoder": {"class_path": "cpc.models.ResNetEncoder"},
+                "model.tasks": [{"class_path": "cpc.tasks.CPCTask"}],
+            }
+        )
         parser.link_arguments(
             "trainer.default_root_dir",
             "trainer.logger.init_args.save_dir",
@@ -218,11 +227,20 @@ def _instantiate_data(data: Any) -> ImageDataModule:
 
 
 def main() -> None:
-    """Console script ``cpc``: returns None so the shell sees exit status 0 on success."""
-    if sys.argv[1:2] == ["eval"]:
-        eval_main(sys.argv[2:])
-    else:
-        cli_main()
+    """Console script ``cpc``: returns None so the shell sees exit status 0 on success.
+
+    Errors about the user's input (bad values, missing data, a diverged loss) print one line
+    and exit with status 1; set ``CPC_DEBUG=1`` for the full traceback.
+    """
+    try:
+        if sys.argv[1:2] == ["eval"]:
+            eval_main(sys.argv[2:])
+        else:
+            cli_main()
+    except (ValueError, FileNotFoundError, FloatingPointError, DatasetNotFoundError) as err:
+        if os.environ.get("CPC_DEBUG"):
+            raise
+        sys.exit(f"cpc: error: {err} (CPC_DEBUG=1 shows the traceback)")
 
 
 if __name__ == "__main__":

@@ -40,3 +40,42 @@ def test_rgb_data_with_a_grayscale_encoder(tmp_path):
     args = tiny_fit_args(folder, tmp_path / "run", "--data.channels=3")
     with pytest.raises(ValueError, match="3 channels but the encoder expects 1"):
         cli_main(args)
+
+
+def test_console_script_prints_one_line_not_a_traceback(capsys, monkeypatch, tmp_path):
+    from cpc import cli
+
+    folder = write_image_folder(tmp_path / "small", size=6)
+    args = tiny_fit_args(folder, tmp_path / "run", "--data.image_size=6")
+    monkeypatch.setattr("sys.argv", ["cpc", *args])
+    monkeypatch.delenv("CPC_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    message = str(exit_info.value.code)
+    assert message.startswith("cpc: error: image side 6 is smaller than one patch")
+    assert "\n" not in message
+
+
+def test_missing_dataset_offline_is_one_line(monkeypatch, tmp_path):
+    from cpc import cli
+    from cpc.data import FashionMNISTDataModule
+
+    def offline(self):
+        from cpc.data import DatasetNotFoundError
+
+        raise DatasetNotFoundError("Fashion-MNIST not found in data: run `make data`")
+
+    monkeypatch.setattr(FashionMNISTDataModule, "prepare_data", offline)
+    monkeypatch.setattr(
+        "sys.argv",
+        [
+            "cpc",
+            "fit",
+            "--data=cpc.data.FashionMNISTDataModule",
+            f"--data.root={tmp_path}",
+            "--trainer.max_steps=1",
+        ],
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert str(exit_info.value.code).startswith("cpc: error: Fashion-MNIST not found")
