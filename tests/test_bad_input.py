@@ -79,3 +79,29 @@ def test_missing_dataset_offline_is_one_line(monkeypatch, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     assert str(exit_info.value.code).startswith("cpc: error: Fashion-MNIST not found")
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
+    monkeypatch, tiny_folder, tmp_path
+):
+    import torch
+
+    from cpc.tasks.cpc import CPCTask
+
+    forward = CPCTask.forward
+    calls = {"train": 0}
+
+    def diverging(self, encoder, images):
+        out = forward(self, encoder, images)
+        if self.training:
+            calls["train"] += 1
+            if calls["train"] > 2:  # the first epoch (2 steps) is fine, then NaN
+                out["loss"] = out["loss"] * torch.tensor(float("nan"))
+        return out
+
+    monkeypatch.setattr(CPCTask, "forward", diverging)
+    args = tiny_fit_args(tiny_folder, tmp_path / "run", "--trainer.max_epochs=3")
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 2"):
+        cli_main(args)
+    (last,) = (tmp_path / "run").rglob("last.ckpt")
+    assert torch.load(last, weights_only=False)["global_step"] == 2
