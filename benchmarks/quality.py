@@ -20,7 +20,9 @@ ceiling. Prints a markdown table and writes ``results.json`` under ``--out``.
 from __future__ import annotations
 
 import argparse
+import csv
 import math
+import statistics
 import time
 from pathlib import Path
 
@@ -60,8 +62,8 @@ class Supervised(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def seconds_per_step(args: list[str], out: Path, steps: int = 12) -> float:
-    """Time the last half of a short fit of the same config (data loading included)."""
+def seconds_per_step(args: list[str], out: Path, steps: int = 16) -> float:
+    """Median seconds per step of a short fit of the same config (data loading included)."""
     calibration = cli_main(
         [
             *args,
@@ -69,13 +71,19 @@ def seconds_per_step(args: list[str], out: Path, steps: int = 12) -> float:
             "--trainer.limit_val_batches=0",
             "--report.enabled=false",
             "--online_knn.every_n_epochs=0",
-            "--trainer.logger=false",
+            "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+            "--trainer.log_every_n_steps=1",
             f"--trainer.default_root_dir={out}",
             "--trainer.enable_progress_bar=false",
         ]
     )
-    rate = calibration.trainer.callback_metrics["train/images_per_sec"].item()
-    return calibration.datamodule.batch_size / rate
+    with open(Path(calibration.trainer.logger.log_dir) / "metrics.csv") as f:
+        rates = [
+            float(r["train/images_per_sec"])
+            for r in csv.DictReader(f)
+            if r.get("train/images_per_sec")
+        ]
+    return calibration.datamodule.batch_size / statistics.median(rates)
 
 
 def pretrain(config: str, minutes: float, out: Path, baselines: bool) -> dict:

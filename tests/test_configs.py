@@ -4,11 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_fit_args
+from conftest import tiny_fit_args, write_image_folder
 
 from cpc.cli import cli_main
 
 CONFIGS = sorted(Path(__file__).parents[1].glob("configs/*.yaml"))
+#: stand-in images (channels, side) for configs whose encoder expects RGB or larger images
+STAND_INS = {"cifar10": (3, 32), "stl10": (3, 96)}
 
 
 def test_there_are_configs():
@@ -16,9 +18,20 @@ def test_there_are_configs():
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
-def test_config_trains_one_step(config, tiny_folder, tmp_path):
-    # the config first, then the tiny data and encoder in place of its own
-    args = tiny_fit_args(tiny_folder, tmp_path / "run", "--trainer.fast_dev_run=true")
+def test_config_trains_one_step(config, tmp_path):
+    channels, side = STAND_INS.get(config.stem, (1, 28))
+    folder = write_image_folder(
+        tmp_path / "images", size=side, mode="L" if channels == 1 else "RGB"
+    )
+    # the config first, then small generated data and a narrow encoder in place of its own
+    args = tiny_fit_args(
+        folder,
+        tmp_path / "run",
+        f"--data.channels={channels}",
+        f"--data.image_size={side}",
+        "--trainer.fast_dev_run=true",
+    )
+    args = [a for a in args if a != "--model.encoder=cpc.models.encoder.ResNetEncoder"]
     cli = cli_main([args[0], f"--config={config}", *args[1:]])
     assert cli.trainer.global_step == 1
     losses = {k: v for k, v in cli.trainer.callback_metrics.items() if k.endswith("loss")}
