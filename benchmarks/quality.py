@@ -86,7 +86,7 @@ def seconds_per_step(args: list[str], out: Path, steps: int = 16) -> float:
     return calibration.datamodule.batch_size / statistics.median(rates)
 
 
-def pretrain(config: str, minutes: float, out: Path, baselines: bool) -> dict:
+def pretrain(config: str, minutes: float, out: Path, baselines: bool, pooling: str) -> dict:
     args = ["fit", f"--config={config}", "--data.root=data", "--trainer.enable_progress_bar=false"]
     per_step = seconds_per_step(args, out / "calibration")
     # leave ~10% of the budget for validation and the online kNN between epochs
@@ -108,6 +108,7 @@ def pretrain(config: str, minutes: float, out: Path, baselines: bool) -> dict:
         cli.model.encoder,
         cli.datamodule,
         baselines=baselines,
+        pooling=pooling,
         progress=False,
         checkpoint_path=str(ckpt),
     )
@@ -115,7 +116,7 @@ def pretrain(config: str, minutes: float, out: Path, baselines: bool) -> dict:
     return report
 
 
-def supervised(minutes: float, out: Path) -> dict:
+def supervised(minutes: float, out: Path, pooling: str) -> dict:
     L.seed_everything(0)
     data = FashionMNISTDataModule(root="data")
     quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
@@ -136,7 +137,7 @@ def supervised(minutes: float, out: Path) -> dict:
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
     seconds = time.perf_counter() - start
-    report = evaluate_encoder(model.encoder, data, baselines=False, progress=False)
+    report = evaluate_encoder(model.encoder, data, baselines=False, pooling=pooling, progress=False)
     report["meta"].update(train_seconds=round(seconds), steps=trainer.global_step)
     return report
 
@@ -146,16 +147,17 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget per run")
     parser.add_argument("--configs", nargs="+", default=["configs/fashion_mnist.yaml"])
     parser.add_argument("--supervised", action="store_true", help="add the supervised ceiling")
+    parser.add_argument("--pooling", default="mean", choices=["mean", "grid"])
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     args = parser.parse_args()
 
     results: dict[str, dict] = {}
     for i, config in enumerate(args.configs):
         name = Path(config).stem
-        results[name] = pretrain(config, args.minutes, args.out / name, baselines=i == 0)
+        results[name] = pretrain(config, args.minutes, args.out / name, i == 0, args.pooling)
         write_report(results, args.out / "results.json")
     if args.supervised:
-        results["supervised"] = supervised(args.minutes, args.out / "supervised")
+        results["supervised"] = supervised(args.minutes, args.out / "supervised", args.pooling)
         write_report(results, args.out / "results.json")
 
     rows = []
@@ -169,7 +171,7 @@ def main() -> None:
             ]
     print(
         f"Fashion-MNIST test set, budget {args.minutes:g} min per run, "
-        f"{torch.get_num_threads()} threads"
+        f"{torch.get_num_threads()} threads, {args.pooling} pooling"
     )
     print("| method | train s | steps | kNN top-1 | kNN top-5 | linear top-1 | linear top-5 |")
     print("|---|---|---|---|---|---|---|")
