@@ -75,8 +75,8 @@ class RotationTask(Task):
     """RotNet: predict which of 4 rotations was applied, from the pooled image features.
 
     Each training image gets one random rotation (``all_rotations=False``, the default) or
-    appears in all four (``all_rotations=True``, as in RotNet: 4x the encoder cost, and a
-    batch in which every image is its own control). In evaluation the rotation of image ``i``
+    appears in all four (``all_rotations=True``, as in RotNet: 4x the encoder cost, and
+    every batch balanced over the 4 classes). In evaluation the rotation of image ``i``
     is ``i mod 4``: no randomness, so ``val/rotation/acc`` is comparable between epochs.
 
     Only square images can be turned by 90 degrees within one batch; other shapes raise a
@@ -85,8 +85,9 @@ class RotationTask(Task):
     Args:
         num_features: pooled feature size D of the encoder (given by the module).
         hidden: width of the head's hidden layer (Linear -> ReLU -> Linear to 4 logits);
-            0 for a linear head. A small MLP keeps the rotation-specific part out of the
-            encoder's features; RotNet puts its classifier on top of convolutional blocks.
+            0 for a linear head. With a hidden layer the head, not the encoder's last
+            layer, can hold what only rotation needs (the argument for SimCLR's projection
+            head); RotNet puts its classifier on top of convolutional blocks.
         all_rotations: use all 4 rotations of every image instead of one random one.
         augment: applied to the images ``(B, C, S, S)`` in training, before rotating; default
             ``ImageAugment()`` (2-pixel translation, horizontal flip), which keeps the head from

@@ -163,31 +163,42 @@ def image_folder(tmp_path: Path) -> Path:
     return tmp_path / "images"
 
 
-def test_patch_position_config_trains_through_the_cli(image_folder, tmp_path):
-    cli = cli_main(
-        [
-            "fit",
-            f"--config={CONFIGS / 'patch_position.yaml'}",
-            "--data=cpc.data.ImageFolderDataModule",
-            f"--data.root={image_folder}",
-            "--data.image_size=28",
-            "--data.channels=1",
-            "--data.batch_size=8",
-            "--data.val_size=0.25",
-            "--model.encoder=cpc.models.encoder.ResNetEncoder",
-            "--model.encoder.width=8",
-            "--trainer.max_epochs=1",
-            "--trainer.limit_val_batches=1",
-            "--trainer.accelerator=cpu",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.logger=false",
-            "--online_knn.every_n_epochs=0",
-            "--report.enabled=false",
-            f"--trainer.default_root_dir={tmp_path}",
-        ]
-    )
+def fit_args(folder: Path, out: Path, config: str) -> list[str]:
+    """A config file's tasks on the tiny image folder: 2 train steps, 1 val batch."""
+    return [
+        "fit",
+        f"--config={CONFIGS / config}",
+        "--data=cpc.data.ImageFolderDataModule",
+        f"--data.root={folder}",
+        "--data.image_size=28",
+        "--data.channels=1",
+        "--data.batch_size=8",
+        "--data.val_size=0.25",
+        "--model.encoder=cpc.models.encoder.ResNetEncoder",
+        "--model.encoder.width=8",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_val_batches=1",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.logger=false",
+        "--online_knn.every_n_epochs=0",
+        "--report.enabled=false",
+        f"--trainer.default_root_dir={out}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "tasks"),
+    [
+        ("patch_position.yaml", ["patch_position"]),
+        ("cpc_patch_position.yaml", ["cpc", "patch_position"]),
+    ],
+)
+def test_configs_train_through_the_cli_and_log_each_task(image_folder, tmp_path, config, tasks):
+    cli = cli_main(fit_args(image_folder, tmp_path, config))
     logged = cli.trainer.callback_metrics
-    assert list(cli.model.tasks) == ["patch_position"]
-    assert torch.isfinite(logged["train/patch_position/loss"])
-    assert torch.isfinite(logged["val/patch_position/acc"])
-    torch.testing.assert_close(logged["train/loss"], logged["train/patch_position/loss"])
+    assert list(cli.model.tasks) == tasks
+    for name in tasks:
+        assert torch.isfinite(logged[f"train/{name}/loss"]) and f"val/{name}/acc" in logged
+    total = sum(logged[f"train/{name}/loss"] for name in tasks)
+    torch.testing.assert_close(logged["train/loss"], total)

@@ -157,13 +157,18 @@ def fit_args(folder: Path, out: Path, config: str, *extra: str) -> list[str]:
     ]
 
 
-def test_cpc_and_rotation_config_logs_both_losses_and_their_weighted_sum(image_folder, tmp_path):
-    cli = cli_main(fit_args(image_folder, tmp_path, "cpc_rotation.yaml"))
+def test_cpc_and_rotation_log_both_losses_and_their_weighted_sum(image_folder, tmp_path):
+    tasks = [
+        {"class_path": "cpc.tasks.CPCTask"},
+        {"class_path": "cpc.tasks.RotationTask", "init_args": {"weight": 0.5}},
+    ]
+    tasks_arg = f"--model.tasks={json.dumps(tasks)}"
+    cli = cli_main(fit_args(image_folder, tmp_path, "rotation.yaml", tasks_arg))
     logged = cli.trainer.callback_metrics
     for key in ("train/cpc/loss", "train/rotation/loss", "train/rotation/acc", "val/rotation/acc"):
         assert torch.isfinite(logged[key]), key
     torch.testing.assert_close(
-        logged["train/loss"], logged["train/cpc/loss"] + logged["train/rotation/loss"]
+        logged["train/loss"], logged["train/cpc/loss"] + 0.5 * logged["train/rotation/loss"]
     )
     assert list(cli.model.tasks) == ["cpc", "rotation"]
 
