@@ -2,7 +2,8 @@
 
     python benchmarks/quality.py --minutes 20                        # CPC, the README table
     python benchmarks/quality.py --minutes 20 --configs configs/fashion_mnist.yaml \
-        configs/rotation.yaml configs/cpc_rotation.yaml --supervised
+        configs/rotation.yaml configs/patch_position.yaml configs/cpc_patch_position.yaml \
+        --supervised
 
 Each config is pretrained without labels on the 55k train images (5k held out for validation)
 for ``--minutes`` of wall-clock time: a short calibration measures seconds per step, the run

@@ -87,6 +87,11 @@ class CPCLightningCLI(LightningCLI):
         for args in self._versioned:
             args.version = None
 
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
+        if config.get("enable_checkpointing") is False:  # else Lightning refuses our default
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        return super()._instantiate_trainer(config, callbacks)
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         if not trainer.loggers:  # `--trainer.logger false`: nothing for the monitor to log to

@@ -28,3 +28,10 @@ def test_console_script_exits_zero(monkeypatch):
     ]
     monkeypatch.setattr("cpc.cli.cli_main", lambda: object())
     assert script.load()() is None
+
+
+def test_checkpointing_can_be_switched_off(tiny_folder, tmp_path):
+    cli = cli_main(
+        tiny_fit_args(tiny_folder, tmp_path / "run", "--trainer.enable_checkpointing=false")
+    )
+    assert cli.trainer.global_step == 2 and not list((tmp_path / "run").rglob("*.ckpt"))
