@@ -16,7 +16,7 @@ data: venv
 	$(BIN)/python -m cpc.data.prepare fashion_mnist --root data
 
 run: data
-	$(BIN)/cpc fit --config configs/fashion_mnist.yaml --trainer.max_steps 100
+	$(BIN)/cpc fit --config configs/fashion_mnist.yaml
 
 test: venv
 	$(BIN)/ruff check .

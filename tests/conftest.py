@@ -46,3 +46,16 @@ def tiny_fit_args(folder: Path, out: Path, *extra: str) -> list[str]:
         f"--trainer.default_root_dir={out}",
         *extra,
     ]
+
+
+def quick_fit_args(folder: Path, out: Path, *extra: str, config: Path | None = None) -> list[str]:
+    """``tiny_fit_args`` with one val batch, no logger, no online kNN; a config file first."""
+    args = tiny_fit_args(
+        folder,
+        out,
+        "--trainer.limit_val_batches=1",
+        "--trainer.logger=false",
+        "--online_knn.every_n_epochs=0",
+        *extra,
+    )
+    return [args[0], f"--config={config}", *args[1:]] if config else args

@@ -1,10 +1,9 @@
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import quick_fit_args
 from torch import nn
 
 from cpc.cli import cli_main
@@ -152,39 +151,9 @@ def test_bad_arguments_fail_at_construction(kwargs):
         PatchPositionTask(8, **kwargs)
 
 
-@pytest.fixture
-def image_folder(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    for cls in ["a", "b"]:
-        (tmp_path / "images" / cls).mkdir(parents=True)
-        for i in range(12):
-            pixels = rng.integers(0, 255, (28, 28), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "images" / cls / f"{i}.png")
-    return tmp_path / "images"
-
-
 def fit_args(folder: Path, out: Path, config: str) -> list[str]:
     """A config file's tasks on the tiny image folder: 2 train steps, 1 val batch."""
-    return [
-        "fit",
-        f"--config={CONFIGS / config}",
-        "--data=cpc.data.ImageFolderDataModule",
-        f"--data.root={folder}",
-        "--data.image_size=28",
-        "--data.channels=1",
-        "--data.batch_size=8",
-        "--data.val_size=0.25",
-        "--model.encoder=cpc.models.encoder.ResNetEncoder",
-        "--model.encoder.width=8",
-        "--trainer.max_epochs=1",
-        "--trainer.limit_val_batches=1",
-        "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.logger=false",
-        "--online_knn.every_n_epochs=0",
-        "--report.enabled=false",
-        f"--trainer.default_root_dir={out}",
-    ]
+    return quick_fit_args(folder, out, config=CONFIGS / config)
 
 
 @pytest.mark.parametrize(
@@ -194,8 +163,8 @@ def fit_args(folder: Path, out: Path, config: str) -> list[str]:
         ("cpc_patch_position.yaml", ["cpc", "patch_position"]),
     ],
 )
-def test_configs_train_through_the_cli_and_log_each_task(image_folder, tmp_path, config, tasks):
-    cli = cli_main(fit_args(image_folder, tmp_path, config))
+def test_configs_train_through_the_cli_and_log_each_task(tiny_folder, tmp_path, config, tasks):
+    cli = cli_main(fit_args(tiny_folder, tmp_path, config))
     logged = cli.trainer.callback_metrics
     assert list(cli.model.tasks) == tasks
     for name in tasks:

@@ -2,10 +2,9 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import quick_fit_args
 from torch import nn
 
 from cpc.cli import cli_main
@@ -121,49 +120,18 @@ def test_bad_hidden_fails_at_construction():
         RotationTask(4, hidden=-1)
 
 
-@pytest.fixture
-def image_folder(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    for cls in ["a", "b"]:
-        (tmp_path / "images" / cls).mkdir(parents=True)
-        for i in range(12):
-            pixels = rng.integers(0, 255, (28, 28), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "images" / cls / f"{i}.png")
-    return tmp_path / "images"
-
-
 def fit_args(folder: Path, out: Path, config: str, *extra: str) -> list[str]:
     """A config file's tasks on the tiny image folder: 2 train steps, 1 val batch."""
-    return [
-        "fit",
-        f"--config={CONFIGS / config}",
-        "--data=cpc.data.ImageFolderDataModule",
-        f"--data.root={folder}",
-        "--data.image_size=28",
-        "--data.channels=1",
-        "--data.batch_size=8",
-        "--data.val_size=0.25",
-        "--model.encoder=cpc.models.encoder.ResNetEncoder",
-        "--model.encoder.width=8",
-        "--trainer.max_epochs=1",
-        "--trainer.limit_val_batches=1",
-        "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.logger=false",
-        "--online_knn.every_n_epochs=0",
-        "--report.enabled=false",
-        f"--trainer.default_root_dir={out}",
-        *extra,
-    ]
+    return quick_fit_args(folder, out, *extra, config=CONFIGS / config)
 
 
-def test_cpc_and_rotation_log_both_losses_and_their_weighted_sum(image_folder, tmp_path):
+def test_cpc_and_rotation_log_both_losses_and_their_weighted_sum(tiny_folder, tmp_path):
     tasks = [
         {"class_path": "cpc.tasks.CPCTask"},
         {"class_path": "cpc.tasks.RotationTask", "init_args": {"weight": 0.5}},
     ]
     tasks_arg = f"--model.tasks={json.dumps(tasks)}"
-    cli = cli_main(fit_args(image_folder, tmp_path, "rotation.yaml", tasks_arg))
+    cli = cli_main(fit_args(tiny_folder, tmp_path, "rotation.yaml", tasks_arg))
     logged = cli.trainer.callback_metrics
     for key in ("train/cpc/loss", "train/rotation/loss", "train/rotation/acc", "val/rotation/acc"):
         assert torch.isfinite(logged[key]), key
@@ -173,7 +141,7 @@ def test_cpc_and_rotation_log_both_losses_and_their_weighted_sum(image_folder, t
     assert list(cli.model.tasks) == ["cpc", "rotation"]
 
 
-def test_rotation_config_alone_and_weight_0_skips_a_task(image_folder, tmp_path, monkeypatch):
+def test_rotation_config_alone_and_weight_0_skips_a_task(tiny_folder, tmp_path, monkeypatch):
     def never(*args):
         raise AssertionError("a task with weight 0 ran")
 
@@ -183,7 +151,7 @@ def test_rotation_config_alone_and_weight_0_skips_a_task(image_folder, tmp_path,
         {"class_path": "cpc.tasks.CPCTask", "init_args": {"weight": 0.0}},
     ]
     cli = cli_main(
-        fit_args(image_folder, tmp_path, "rotation.yaml", f"--model.tasks={json.dumps(tasks)}")
+        fit_args(tiny_folder, tmp_path, "rotation.yaml", f"--model.tasks={json.dumps(tasks)}")
     )
     logged = cli.trainer.callback_metrics
     assert torch.isfinite(logged["train/rotation/loss"])
