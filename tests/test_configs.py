@@ -36,3 +36,14 @@ def test_config_trains_one_step(config, tmp_path):
     assert cli.trainer.global_step == 1
     losses = {k: v for k, v in cli.trainer.callback_metrics.items() if k.endswith("loss")}
     assert "train/loss" in losses and all(torch.isfinite(v) for v in losses.values())
+
+
+def test_switching_the_context_keeps_its_own_defaults(capsys):
+    tasks = (
+        '[{"class_path": "cpc.tasks.CPCTask", "init_args": {"context": "cpc.models.GRUContext"}}]'
+    )
+    with pytest.raises(SystemExit):
+        cli_main(["fit", f"--model.tasks={tasks}", "--print_config"])
+    printed = capsys.readouterr().out
+    context = printed[printed.index("class_path: cpc.models.GRUContext") :]
+    assert "layers: 1" in context.split("projection_dim")[0]

@@ -34,11 +34,13 @@ class CausalConv2d(nn.Conv2d):
 class MaskedConvContext(nn.Module):
     """Residual stack of row-causal convolutions (CPC v2's PixelCNN-style context)."""
 
-    def __init__(self, dim: int, layers: int = 3, kernel_size: int = 3) -> None:
+    def __init__(self, dim: int, blocks: int = 3, kernel_size: int = 3) -> None:
         super().__init__()
+        # named `blocks`, not `layers`: jsonargparse carries same-named init_args over when a
+        # config switches the context class, which would give GRUContext 3 layers silently
         self.blocks = nn.ModuleList(
             nn.Sequential(ChannelLayerNorm(dim), nn.ReLU(), CausalConv2d(dim, kernel_size))
-            for _ in range(layers)
+            for _ in range(blocks)
         )
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:  # (B, D, G, G)
