@@ -16,15 +16,6 @@ MODELS = {"encoder", "random_init", "pixels"}
 PROBE = "{epochs: 1, weight_decays: [0.0], accelerator: cpu}"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a shared 2-core box a second intra-op thread mostly spin-waits (10x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> Path:
     """28x28 grayscale PNGs in class folders: train (12 a class) and test (4 a class)."""

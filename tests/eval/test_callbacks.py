@@ -13,15 +13,6 @@ from cpc.eval.knn import knn_accuracy
 from cpc.models.encoder import ResNetEncoder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a shared 2-core box a second intra-op thread mostly spin-waits (10x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Quadrants(ImageDataModule):
     """Four classes: which quadrant of a 16x16 image is bright. Records eval requests."""
 

@@ -7,15 +7,6 @@ from cpc.eval.features import extract_feature_sets, extract_features, pixel_feat
 from cpc.models.encoder import ResNetEncoder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a shared 2-core box a second intra-op thread mostly spin-waits (10x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class RecordingEncoder(nn.Module):
     """A tiny encoder with the contract (``forward_features`` -> grid) that records its mode."""
 

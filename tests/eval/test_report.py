@@ -8,16 +8,6 @@ from cpc.data.datamodule import ImageDataModule
 from cpc.eval.report import evaluate_encoder, format_report, random_init, write_report
 from cpc.models.encoder import ResNetEncoder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a shared 2-core box a second intra-op thread mostly spin-waits (10x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # one candidate and few epochs: each Lightning run costs ~0.5 s here, the math is tested elsewhere
 PROBE = {"epochs": 2, "weight_decays": (0.0,), "batch_size": 32, "accelerator": "cpu"}
 
