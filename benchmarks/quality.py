@@ -35,22 +35,32 @@ from torch import nn
 from cpc.cli import cli_main
 from cpc.data import FashionMNISTDataModule
 from cpc.data.augment import ImageAugment
+from cpc.eval.features import pool_grid
 from cpc.eval.report import evaluate_encoder, write_report
 from cpc.models.encoder import ResNetEncoder
 
 
 class Supervised(L.LightningModule):
-    """The ceiling: the same encoder and augmentation, trained with labels."""
+    """The ceiling: the same encoder and augmentation, trained with labels.
 
-    def __init__(self, encoder: nn.Module, num_classes: int, lr: float = 2e-3) -> None:
+    The head sees the features the evaluation uses (``pooling``). With a head on mean-pooled
+    patch features (a bag of patches) it reached only 48% val accuracy after 80 steps of 256,
+    and its 2-minute features scored below the random-init encoder.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, num_classes: int, pooling: str = "grid", lr: float = 2e-3
+    ) -> None:
         super().__init__()
-        self.encoder, self.lr = encoder, lr
-        self.head = nn.Linear(encoder.num_features, num_classes)
+        self.encoder, self.lr, self.pooling = encoder, lr, pooling
+        size = encoder.num_features * (4 if pooling == "grid" else 1)
+        self.head = nn.Linear(size, num_classes)
         self.augment = ImageAugment()
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
-        loss = F.cross_entropy(self.head(self.encoder(self.augment(images))), labels)
+        grid = self.encoder.forward_features(self.augment(images))  # (B, D, G, G)
+        loss = F.cross_entropy(self.head(pool_grid(grid, self.pooling)), labels)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -124,10 +134,10 @@ def supervised(minutes: float, out: Path, pooling: str) -> dict:
     # a cosine over the budget needs its length in steps: time a short run first
     start = time.perf_counter()
     L.Trainer(max_steps=12, limit_val_batches=0, **quiet).fit(
-        Supervised(ResNetEncoder(), data.num_classes), datamodule=data
+        Supervised(ResNetEncoder(), data.num_classes, pooling), datamodule=data
     )
     per_step = (time.perf_counter() - start) / 12  # includes start-up: errs on the short side
-    model = Supervised(ResNetEncoder(), data.num_classes)
+    model = Supervised(ResNetEncoder(), data.num_classes, pooling)
     trainer = L.Trainer(
         max_steps=int(0.95 * minutes * 60 / per_step),
         max_time={"minutes": minutes},
@@ -146,7 +156,7 @@ def supervised(minutes: float, out: Path, pooling: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget per run")
-    parser.add_argument("--configs", nargs="+", default=["configs/fashion_mnist.yaml"])
+    parser.add_argument("--configs", nargs="*", default=["configs/fashion_mnist.yaml"])
     parser.add_argument("--supervised", action="store_true", help="add the supervised ceiling")
     parser.add_argument("--pooling", default="mean", choices=["mean", "grid"])
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
@@ -161,7 +171,7 @@ def main() -> None:
         results["supervised"] = supervised(args.minutes, args.out / "supervised", args.pooling)
         write_report(results, args.out / "results.json")
 
-    rows = []
+    rows, baselines = [], []
     for name, report in results.items():
         meta = report["meta"]
         rows.append((name, report["encoder"], meta["train_seconds"], meta["steps"]))
