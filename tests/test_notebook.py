@@ -5,6 +5,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from conftest import tiny_fit_args
 from nbclient import NotebookClient
 from PIL import Image
 
@@ -33,25 +34,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(checkpoint, train folder, test folder) of a 1-epoch fit of a width-8 encoder."""
     tmp = tmp_path_factory.mktemp("viz")
     train, test = write_folder(tmp / "train", 12, 0), write_folder(tmp / "test", 6, 1)
-    cli_main(
-        [
-            "fit",
-            "--data=cpc.data.ImageFolderDataModule",
-            f"--data.root={train}",
-            "--data.image_size=28",
-            "--data.channels=1",
-            "--data.batch_size=8",
-            "--data.val_size=0.25",
-            "--model.encoder=cpc.models.encoder.ResNetEncoder",
-            "--model.encoder.width=8",
-            "--trainer.max_epochs=1",
-            "--trainer.log_every_n_steps=1",
-            "--trainer.accelerator=cpu",
-            "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={tmp / 'run'}",
-            "--report.enabled=false",
-        ]
-    )
+    cli_main(tiny_fit_args(train, tmp / "run", "--trainer.log_every_n_steps=1"))
     (ckpt,) = (tmp / "run").rglob("last.ckpt")
     return ckpt, train, test
 
