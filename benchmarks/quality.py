@@ -53,8 +53,9 @@ class Supervised(L.LightningModule):
     ) -> None:
         super().__init__()
         self.encoder, self.lr, self.pooling = encoder, lr, pooling
-        size = encoder.num_features * (4 if pooling == "grid" else 1)
-        self.head = nn.Linear(size, num_classes)
+        with torch.no_grad():  # the head's input size: pool one blank image's grid
+            grid = encoder.forward_features(torch.zeros(1, encoder.in_channels, 28, 28))
+        self.head = nn.Linear(pool_grid(grid, pooling).shape[1], num_classes)
         self.augment = ImageAugment()
 
     def training_step(self, batch, batch_idx):
@@ -158,7 +159,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget per run")
     parser.add_argument("--configs", nargs="*", default=["configs/fashion_mnist.yaml"])
     parser.add_argument("--supervised", action="store_true", help="add the supervised ceiling")
-    parser.add_argument("--pooling", default="mean", choices=["mean", "grid"])
+    parser.add_argument("--pooling", default="full", choices=["mean", "grid", "full"])
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     args = parser.parse_args()
 

@@ -4,7 +4,8 @@
 ``--print_config`` and changeable there or on the command line):
 
 - ``online_knn``: :class:`cpc.eval.OnlineKNN` logs ``val/knn_top1`` after every validation
-  (``--online_knn.every_n_epochs 0`` switches it off);
+  (``--online_knn.every_n_epochs 0`` switches it off), on the features the report evaluates
+  (its ``pooling`` and ``standardize`` follow ``report.pooling`` and ``report.knn_standardize``);
 - ``report``: :class:`cpc.eval.EvaluationReport` writes ``report.json`` next to the checkpoints
   at the end of fit (``--report.enabled false`` skips it);
 - ``checkpoint``: ``ModelCheckpoint`` keeping ``last.ckpt`` and the best by ``val/loss``;
@@ -15,7 +16,8 @@
   is linked to ``trainer.default_root_dir`` (default: the current folder), so a ``save_dir``
   printed by ``--print_config`` or written in a config is replaced by it.
 
-``cpc eval --ckpt_path PATH`` evaluates a checkpoint's frozen encoder (see :func:`eval_main`).
+``cpc eval --ckpt_path PATH`` evaluates a checkpoint's frozen encoder (see :func:`eval_main`)
+with the data and report settings of the run's ``config.yaml``, unless given.
 """
 
 from __future__ import annotations
@@ -47,12 +49,18 @@ DEFAULT_LOGGERS = [
 ]
 
 
+#: options of the ``report`` section that ``cpc eval`` takes from the run's config.yaml
+REPORT_SETTINGS = ("k", "temperature", "pooling", "knn_standardize", "probe_kwargs")
+
+
 class CPCLightningCLI(LightningCLI):
     """LightningCLI with evaluation callbacks, checkpointing and loggers configured by default."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(OnlineKNN, "online_knn")
         parser.add_lightning_class_args(EvaluationReport, "report")
+        parser.link_arguments("report.pooling", "online_knn.pooling")
+        parser.link_arguments("report.knn_standardize", "online_knn.standardize")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -155,7 +163,8 @@ def eval_parser() -> ArgumentParser:
         "data",
         required=False,
         help="data module, as in `cpc fit`; default: the one in the run's config.yaml "
-        "(found next to the checkpoint or one or two folders up)",
+        "(found next to the checkpoint or one or two folders up), whose report section also "
+        "gives the defaults of k, temperature, pooling, knn_standardize and probe_kwargs",
     )
     parser.add_argument(
         "--out",
@@ -184,10 +193,24 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
     ckpt = Path(cfg.ckpt_path)
     if not ckpt.is_file():
         raise SystemExit(f"cpc eval: error: checkpoint not found: {ckpt}")
-    if cfg.data is None:
-        datamodule = _instantiate_data(_run_data_config(ckpt))
-    else:
+    run_config = _run_config(ckpt)
+    report_defaults = {
+        key: value
+        for key, value in (run_config.get("report") or {}).items()
+        if key in REPORT_SETTINGS and value is not None
+    }
+    if report_defaults:  # the run's report settings, unless given on the command line
+        parser.set_defaults(report_defaults)
+        cfg = parser.parse_args(args)
+    if cfg.data is not None:
         datamodule = parser.instantiate_classes(cfg).data
+    elif run_config.get("data"):
+        datamodule = _instantiate_data(run_config["data"])
+    else:
+        raise SystemExit(
+            f"cpc eval: error: no config.yaml with a data section near {ckpt}: pass --data "
+            "(e.g. --data cpc.data.FashionMNISTDataModule)"
+        )
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     report = evaluate_encoder(
         load_encoder(ckpt),
@@ -195,6 +218,7 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
         k=cfg.k,
         temperature=cfg.temperature,
         pooling=cfg.pooling,
+        knn_standardize=cfg.knn_standardize,
         probe_kwargs=cfg.probe_kwargs,
         baselines=cfg.baselines,
         seed=cfg.seed,
@@ -209,19 +233,14 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
-def _run_data_config(ckpt: Path) -> dict[str, Any]:
-    """The ``data`` section of the run's ``config.yaml`` (saved by LightningCLI in the log dir,
-    which holds ``checkpoints/``), searched in the checkpoint's folder and two folders up."""
+def _run_config(ckpt: Path) -> dict[str, Any]:
+    """The run's ``config.yaml`` (saved by LightningCLI in the log dir, which holds
+    ``checkpoints/``), searched in the checkpoint's folder and two folders up; ``{}`` if none."""
     for folder in [ckpt.parent, *list(ckpt.parents)[1:3]]:
         config = folder / "config.yaml"
         if config.is_file():
-            data = (yaml.safe_load(config.read_text()) or {}).get("data")
-            if data:
-                return data
-    raise SystemExit(
-        f"cpc eval: error: no config.yaml with a data section near {ckpt}: pass --data "
-        "(e.g. --data cpc.data.FashionMNISTDataModule)"
-    )
+            return yaml.safe_load(config.read_text()) or {}
+    return {}
 
 
 def _instantiate_data(data: Any) -> ImageDataModule:

@@ -64,7 +64,7 @@ def fit_args(folders: Path, out: Path, *extra: str) -> list[str]:
 def run(folders, tmp_path_factory):
     """One tiny fit shared by the tests below: (cli, run folder holding config and metrics)."""
     out = tmp_path_factory.mktemp("run")
-    cli = cli_main(fit_args(folders, out))
+    cli = cli_main(fit_args(folders, out, "--report.pooling=full"))
     return cli, out / "lightning_logs" / "version_0"
 
 
@@ -78,6 +78,10 @@ def test_fit_writes_report_metrics_and_checkpoints_in_one_run_folder(run):
     assert set(report) == MODELS | {"meta"}
     assert set(report["encoder"]["knn"]) == {"top1", "top5"}
     assert report["meta"]["k"] == 5 and report["meta"]["test_split"] == "test"
+    # pooling "full": every latent of the 6x6 grid, 16 channels each
+    assert report["meta"]["pooling"] == "full" and report["meta"]["feature_dim"] == 16 * 36
+    online = next(c for c in cli.trainer.callbacks if type(c).__name__ == "OnlineKNN")
+    assert (online.pooling, online.standardize) == ("full", True)  # linked to the report's
     assert report["meta"]["checkpoint"] == str(ckpts / "last.ckpt")
     # TensorBoard events, metrics.csv and config.yaml share the version folder
     assert list(folder.glob("events.out.tfevents.*")) and (folder / "config.yaml").is_file()
@@ -115,9 +119,12 @@ def test_cpc_eval_reproduces_the_fit_report(run, folders, tmp_path):
         assert written[name]["linear"]["top1"] == pytest.approx(fit_report[name]["linear"]["top1"])
     assert report["meta"]["checkpoint"] == str(ckpt)
 
-    # without --data the data module comes from the run's config.yaml
-    no_data = eval_main([*args, "--baselines=false"])
+    # without --data the data module and report settings come from the run's config.yaml
+    no_data = eval_main([f"--ckpt_path={ckpt}", "--progress=false", "--baselines=false"])
     assert set(no_data) == {"encoder", "meta"}
+    assert (no_data["meta"]["k"], no_data["meta"]["pooling"]) == (5, "full")
+    mean = eval_main([*args, "--baselines=false", "--pooling=mean"])  # unless given
+    assert mean["meta"]["feature_dim"] == 16
     assert no_data["encoder"]["knn"] == pytest.approx(fit_report["encoder"]["knn"])
     assert (folder / "checkpoints" / "last.report.json").is_file()
 

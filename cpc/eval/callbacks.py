@@ -31,7 +31,7 @@ class OnlineKNN(L.Callback):
     """Log ``val/knn_top1``: kNN accuracy of the frozen encoder's features on the val split.
 
     After every ``every_n_epochs``-th validation run (sanity checks excluded) the encoder's
-    mean-pooled features are extracted for a fixed, seeded subset of at most ``bank_size``
+    pooled features are extracted for a fixed, seeded subset of at most ``bank_size``
     images of the eval ``"train"`` split (the memory bank) and for the whole val split (the
     queries), and the weighted kNN vote of :func:`cpc.eval.knn.knn_accuracy` classifies the
     queries. A fixed bank keeps the curve comparable across epochs.
@@ -52,6 +52,10 @@ class OnlineKNN(L.Callback):
         bank_size: at most this many eval-"train" images form the memory bank.
         k: neighbours of the kNN vote (DINO: 20).
         temperature: vote temperature ``T`` in ``exp(sim / T)`` (DINO: 0.07).
+        pooling: ``"mean"``, ``"grid"`` or ``"full"`` pooling of the latent grid
+            (:func:`cpc.eval.features.pool_grid`). ``cpc fit`` sets it to the report's.
+        standardize: standardise features with the bank's statistics before the cosine kNN
+            (:mod:`cpc.eval.knn`). ``cpc fit`` sets it to the report's ``knn_standardize``.
         seed: seed of the bank subset.
     """
 
@@ -61,6 +65,8 @@ class OnlineKNN(L.Callback):
         bank_size: int = 10000,
         k: int = 20,
         temperature: float = 0.07,
+        pooling: Pooling = "mean",
+        standardize: bool = True,
         seed: int = 0,
     ) -> None:
         if every_n_epochs < 0 or bank_size < 1:
@@ -71,6 +77,8 @@ class OnlineKNN(L.Callback):
         self.bank_size = bank_size
         self.k = k
         self.temperature = temperature
+        self.pooling = pooling
+        self.standardize = standardize
         self.seed = seed
         self.validation_runs = 0
         self._bank_loader: tuple[Any, DataLoader] | None = None  # (data module, loader)
@@ -91,13 +99,20 @@ class OnlineKNN(L.Callback):
     def knn_top1(self, encoder: torch.nn.Module, datamodule: Any, device: torch.device) -> float:
         """kNN top-1 (a fraction) of the val split against the fixed train bank."""
         bank_f, bank_y = extract_features(
-            encoder, self._bank(datamodule), device=device, progress=False
+            encoder, self._bank(datamodule), self.pooling, device=device, progress=False
         )
         val_f, val_y = extract_features(
-            encoder, datamodule.eval_dataloader("val"), device=device, progress=False
+            encoder, datamodule.eval_dataloader("val"), self.pooling, device=device, progress=False
         )
         scores = knn_accuracy(
-            bank_f, bank_y, val_f, val_y, datamodule.num_classes, self.k, self.temperature
+            bank_f,
+            bank_y,
+            val_f,
+            val_y,
+            datamodule.num_classes,
+            self.k,
+            self.temperature,
+            standardize=self.standardize,
         )
         return scores["top1"]
 
@@ -135,7 +150,8 @@ class EvaluationReport(L.Callback):
     Args:
         enabled: False skips the report (``--report.enabled false``).
         k, temperature: kNN neighbours and vote temperature.
-        pooling: ``"mean"`` or ``"grid"`` pooling of the latent grid.
+        pooling: ``"mean"``, ``"grid"`` or ``"full"`` pooling of the latent grid.
+        knn_standardize: standardise features with the bank's statistics before the kNN.
         baselines: also evaluate the random-init encoder and raw pixels.
         probe_kwargs: extra arguments of :func:`cpc.eval.linear_probe.linear_probe`, e.g.
             ``{"epochs": 20}``.
@@ -148,6 +164,7 @@ class EvaluationReport(L.Callback):
         k: int = 20,
         temperature: float = 0.07,
         pooling: Pooling = "mean",
+        knn_standardize: bool = True,
         baselines: bool = True,
         probe_kwargs: dict[str, Any] | None = None,
         filename: str = "report.json",
@@ -156,6 +173,7 @@ class EvaluationReport(L.Callback):
         self.k = k
         self.temperature = temperature
         self.pooling = pooling
+        self.knn_standardize = knn_standardize
         self.baselines = baselines
         self.probe_kwargs = probe_kwargs
         self.filename = filename
@@ -178,6 +196,7 @@ class EvaluationReport(L.Callback):
             k=self.k,
             temperature=self.temperature,
             pooling=self.pooling,
+            knn_standardize=self.knn_standardize,
             probe_kwargs=self.probe_kwargs,
             baselines=self.baselines,
             device=trainer.strategy.root_device,  # the module was moved to the CPU at teardown

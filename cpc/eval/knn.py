@@ -5,6 +5,13 @@ as used by DINO (Caron et al., 2021, ``eval_knn.py``): features are L2-normalise
 takes its ``k`` most cosine-similar training features, and neighbour ``i`` votes for its label
 with weight ``exp(s_i / T)``. The class with the largest summed vote wins.
 
+Optionally (``standardize=True``, what the evaluation report uses) each feature is first
+standardised with the training set's mean and std, as the linear probe's inputs are. Cosine
+similarity of raw features is dominated by the few dimensions of largest magnitude; after
+standardisation every dimension counts alike. Measured on Fashion-MNIST's 5k validation images
+(k=20, 55k bank): CPC 6x6-grid features 86.98 -> 88.34, the random-init encoder 84.22 -> 86.46,
+raw pixels 84.36 -> 85.88.
+
 Two backends share one signature and give the same scores (ties aside): ``"faiss"`` (an exact
 ``IndexFlatIP``, on GPU when faiss has GPU support and the features are on CUDA) and
 ``"torch"``, a chunked brute-force matmul that serves as the reference.
@@ -27,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cpc.eval.features import standardization
+
 Backend = Literal["faiss", "torch"]
 
 
@@ -39,6 +48,7 @@ def knn_predict(
     temperature: float = 0.07,
     backend: Backend = "faiss",
     batch_size: int = 4096,
+    standardize: bool = False,
 ) -> torch.Tensor:
     """Class scores of a temperature-weighted kNN vote.
 
@@ -65,6 +75,9 @@ def knn_predict(
             ``"torch"`` (brute force on the features' device; the reference).
         batch_size: queries per similarity chunk of the torch backend, bounding its memory to
             ``batch_size * N`` floats. Faiss blocks internally and ignores it.
+        standardize: subtract the training features' mean and divide by their std
+            (:func:`cpc.eval.features.standardization`) before normalising; see the module
+            docstring.
 
     Returns:
         Scores ``(Q, C)`` (float32, on the queries' device); ``argmax(dim=1)`` is the
@@ -85,8 +98,11 @@ def knn_predict(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     k = min(k, train_features.shape[0])
-    train = F.normalize(train_features.float(), dim=1)
-    query = F.normalize(query_features.float(), dim=1)
+    train, query = train_features.float(), query_features.float()
+    if standardize:
+        mean, std = standardization(train)  # (D,) each
+        train, query = (train - mean) / std, (query - mean.to(query)) / std.to(query)
+    train, query = F.normalize(train, dim=1), F.normalize(query, dim=1)
     if backend == "faiss":
         sims, indices = _search_faiss(train, query, k)
     elif backend == "torch":
@@ -109,6 +125,7 @@ def knn_accuracy(
     k: int = 20,
     temperature: float = 0.07,
     backend: Backend = "faiss",
+    standardize: bool = False,
 ) -> dict[str, float]:
     """Top-1 and top-5 accuracy of :func:`knn_predict`, as fractions in ``[0, 1]``.
 
@@ -117,8 +134,8 @@ def knn_accuracy(
     may fill the last top-5 slots in any order.
 
     Args:
-        train_features, train_labels, query_features, num_classes, k, temperature, backend:
-            as in :func:`knn_predict`.
+        train_features, train_labels, query_features, num_classes, k, temperature, backend,
+        standardize: as in :func:`knn_predict`.
         query_labels: true labels of the queries.
 
     Returns:
@@ -135,7 +152,14 @@ def knn_accuracy(
     if query_features.shape[0] == 0:
         raise ValueError("query set is empty: accuracy is undefined")
     scores = knn_predict(
-        train_features, train_labels, query_features, num_classes, k, temperature, backend
+        train_features,
+        train_labels,
+        query_features,
+        num_classes,
+        k,
+        temperature,
+        backend,
+        standardize=standardize,
     )
     top = scores.topk(min(5, num_classes), dim=1).indices  # (Q, 5), best first
     hits = top == query_labels.to(top.device, torch.long)[:, None]  # (Q, 5)

@@ -33,6 +33,8 @@ from torch.utils.data import (
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from cpc.eval.features import standardization
+
 
 class LinearClassifier(L.LightningModule):
     """``nn.Linear`` on standardised features, trained by SGD with a cosine schedule.
@@ -91,14 +93,11 @@ class LinearClassifier(L.LightningModule):
 
     @torch.no_grad()
     def fit_standardization(self, train_features: torch.Tensor, eps: float = 1e-6) -> None:
-        """Store the per-feature mean and std of ``train_features`` ``(N, D)``.
-
-        Features with std below ``eps`` (constant on the training set) keep a scale of 1, as
-        in scikit-learn's ``StandardScaler``.
-        """
-        std, mean = torch.std_mean(train_features.float(), dim=0)  # (D,) each
+        """Store the per-feature mean and std of ``train_features`` ``(N, D)``
+        (:func:`cpc.eval.features.standardization`)."""
+        mean, std = standardization(train_features, eps)  # (D,) each
         self.mean.copy_(mean)
-        self.std.copy_(torch.where(std < eps, torch.ones_like(std), std))
+        self.std.copy_(std)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear((features - self.mean) / self.std)  # (B, D) -> (B, C)

@@ -5,7 +5,8 @@ CPC's linear evaluation in van den Oord et al., 2018 and Hénaff et al., 2019):
 
 - features of the eval ``"train"``, ``"val"`` and ``"test"`` splits are extracted once each,
   for every model in one pass over each split (:func:`cpc.eval.features.extract_feature_sets`);
-- **kNN**: memory bank = ``"train"``, queries = ``"test"`` (:func:`cpc.eval.knn.knn_accuracy`);
+- **kNN**: memory bank = ``"train"``, queries = ``"test"`` (:func:`cpc.eval.knn.knn_accuracy`),
+  on features standardised with the bank's statistics by default (as the probe's are);
 - **linear probe**: fit on ``"train"``, weight decay selected on ``"val"``, ``"test"`` evaluated
   once with the selected probe (:func:`cpc.eval.linear_probe.linear_probe`).
 
@@ -65,6 +66,7 @@ def evaluate_encoder(
     k: int = 20,
     temperature: float = 0.07,
     pooling: Pooling = "mean",
+    knn_standardize: bool = True,
     probe_kwargs: Mapping[str, Any] | None = None,
     baselines: bool = True,
     seed: int = 0,
@@ -80,8 +82,10 @@ def evaluate_encoder(
         datamodule: a :class:`cpc.data.ImageDataModule` (``eval_dataloader``, ``num_classes``).
         k: kNN neighbours (DINO: 20, better than 10, 100 or 200).
         temperature: kNN vote temperature T in exp(sim / T) (DINO: 0.07).
-        pooling: ``"mean"`` or ``"grid"`` pooling of the latent grid (see
+        pooling: ``"mean"``, ``"grid"`` or ``"full"`` pooling of the latent grid (see
             :mod:`cpc.eval.features`).
+        knn_standardize: standardise features with the memory bank's mean and std before the
+            cosine kNN (see :mod:`cpc.eval.knn`); false gives DINO's protocol exactly.
         probe_kwargs: extra arguments of :func:`cpc.eval.linear_probe.linear_probe`
             (``epochs``, ``weight_decays``, ``lr``, ``batch_size``, ``accelerator``).
         baselines: also evaluate the random-init encoder and raw pixels.
@@ -121,7 +125,14 @@ def evaluate_encoder(
     for name in (n for n in MODELS if n in feats["train"]):
         train, val, test = (feats[s][name] for s in ("train", "val", test_split))
         knn = knn_accuracy(
-            train, labels["train"], test, labels[test_split], num_classes, k, temperature
+            train,
+            labels["train"],
+            test,
+            labels[test_split],
+            num_classes,
+            k,
+            temperature,
+            standardize=knn_standardize,
         )
         probe = linear_probe(
             train,
@@ -143,6 +154,7 @@ def evaluate_encoder(
         "k": k,
         "temperature": temperature,
         "pooling": pooling,
+        "knn_standardize": knn_standardize,
         "seed": seed,
         "probe_kwargs": {key: _jsonable(v) for key, v in probe_kwargs.items()},
         "split_sizes": {split: len(y) for split, y in labels.items()},
@@ -165,6 +177,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     if meta:
         lines.append(
             f"k={meta.get('k')} T={meta.get('temperature')} pooling={meta.get('pooling')} "
+            f"standardized={meta.get('knn_standardize')} "
             f"feature_dim={meta.get('feature_dim')} reported on {meta.get('test_split')!r} "
             f"({meta.get('seconds')} s)"
         )

@@ -3,7 +3,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from cpc.eval.features import extract_feature_sets, extract_features, pixel_features, pool_grid
+from cpc.eval.features import (
+    extract_feature_sets,
+    extract_features,
+    pixel_features,
+    pool_grid,
+    standardization,
+)
 from cpc.models.encoder import ResNetEncoder
 
 
@@ -58,6 +64,20 @@ def test_grid_pooling_keeps_a_2x2_layout():
     torch.testing.assert_close(pooled.view(2, 3, 4).mean(dim=2), pool_grid(grid, "mean"))
     with pytest.raises(ValueError, match="pooling must be"):
         pool_grid(grid, "max")
+
+
+def test_full_pooling_keeps_every_latent_in_place():
+    grid = torch.randn(2, 3, 4, 5)  # (B, D, Gh, Gw)
+    full = pool_grid(grid, "full")
+    assert full.shape == (2, 3 * 4 * 5)
+    torch.testing.assert_close(full.view(2, 3, 4, 5)[:, :, 1, 2], grid[:, :, 1, 2])
+
+
+def test_standardization_is_mean_and_std_with_constant_features_left_unscaled():
+    features = torch.tensor([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]])
+    mean, std = standardization(features)
+    torch.testing.assert_close(mean, torch.tensor([3.0, 5.0]))
+    torch.testing.assert_close(std, torch.tensor([2.0, 1.0]))  # constant column: scale 1
 
 
 def test_eval_mode_is_used_and_every_submodule_mode_restored():

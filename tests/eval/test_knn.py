@@ -126,3 +126,27 @@ def test_bad_input_raises_value_error(change, message):
 def test_bad_query_labels_raise_value_error():
     with pytest.raises(ValueError, match="query_labels"):
         knn_accuracy(*list(GOOD.values())[:3], torch.zeros(3, dtype=torch.long), 3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_standardize_uses_train_statistics_only(backend):
+    torch.manual_seed(0)
+    train, labels = torch.randn(200, 8) * 3 + 5, torch.randint(0, 4, (200,))
+    query = torch.randn(30, 8)
+    mean, std = train.mean(0), train.std(0)
+    expected = knn_predict((train - mean) / std, labels, (query - mean) / std, 4, backend=backend)
+    scores = knn_predict(train, labels, query, 4, backend=backend, standardize=True)
+    torch.testing.assert_close(scores, expected)
+
+
+def test_standardize_lets_every_dimension_count():
+    # The label lives in dimension 0 (scale 1); dimension 1 is label-free noise of scale 100
+    # that dominates the raw cosine. Standardised, both dimensions weigh alike.
+    torch.manual_seed(0)
+    labels = torch.randint(0, 2, (1000,))
+    features = torch.stack([labels * 2.0 - 1 + 0.1 * torch.randn(1000), 100 * torch.randn(1000)], 1)
+    train, query = features[:800] + 10, features[800:] + 10  # an offset, as ReLU features have
+    raw = knn_accuracy(train, labels[:800], query, labels[800:], 2)
+    standardized = knn_accuracy(train, labels[:800], query, labels[800:], 2, standardize=True)
+    assert raw["top1"] < 0.75
+    assert standardized["top1"] > 0.95

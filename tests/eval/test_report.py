@@ -64,6 +64,7 @@ def test_report_has_every_model_and_metric_and_pixels_solve_the_easy_set(encoder
     assert meta["split_sizes"] == {"train": 48, "val": 16, "test": 32}
     assert meta["test_split"] == "test" and meta["datamodule"].endswith("Stripes")
     assert (meta["k"], meta["temperature"], meta["pooling"]) == (5, 0.07, "mean")
+    assert meta["knn_standardize"] is True
     assert meta["seconds"] > 0
     # every split is read once, for all three models together
     assert sorted(dm.requests) == ["test", "train", "val"]
