@@ -22,9 +22,9 @@ from cpc.eval.knn import knn_accuracy
 from cpc.eval.linear_probe import linear_probe
 
 
-def seconds(fn) -> float:
+def seconds(fn, *args, **kwargs) -> float:
     start = time.perf_counter()
-    fn()
+    fn(*args, **kwargs)
     return time.perf_counter() - start
 
 
@@ -47,18 +47,14 @@ def main() -> None:
         val, val_y = torch.randn(args.val, dim), torch.randint(0, 10, (args.val,))
         knn = {
             backend: seconds(
-                lambda b=backend: knn_accuracy(
-                    bank, bank_y, query, query_y, 10, backend=b, standardize=True
-                )
+                knn_accuracy, bank, bank_y, query, query_y, 10, backend=backend, standardize=True
             )
             for backend in ("faiss", "torch")
         }
         probe = "-"
         if not args.no_probe:
-            probe = seconds(
-                lambda: linear_probe(bank, bank_y, val, val_y, query, query_y, 10, accelerator="cpu")
-            )
-            probe = f"{probe:.1f}"
+            split = (bank, bank_y, val, val_y, query, query_y, 10)
+            probe = f"{seconds(linear_probe, *split, accelerator='cpu'):.1f}"
         print(f"| {dim} | {knn['faiss']:.1f} | {knn['torch']:.1f} | {probe} |")
 
 

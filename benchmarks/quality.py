@@ -98,8 +98,16 @@ def seconds_per_step(args: list[str], out: Path, steps: int = 16) -> float:
     return calibration.datamodule.batch_size / statistics.median(rates)
 
 
-def pretrain(config: str, minutes: float, out: Path, baselines: bool, pooling: str) -> dict:
-    args = ["fit", f"--config={config}", "--data.root=data", "--trainer.enable_progress_bar=false"]
+def pretrain(
+    config: str, minutes: float, out: Path, baselines: bool, pooling: str, seed: int
+) -> dict:
+    args = [
+        "fit",
+        f"--config={config}",
+        "--data.root=data",
+        "--trainer.enable_progress_bar=false",
+        f"--seed_everything={seed}",
+    ]
     per_step = seconds_per_step(args, out / "calibration")
     # leave ~10% of the budget for validation and the online kNN between epochs
     steps = int(0.9 * minutes * 60 / per_step)
@@ -160,13 +168,16 @@ def main() -> None:
     parser.add_argument("--configs", nargs="*", default=["configs/fashion_mnist.yaml"])
     parser.add_argument("--supervised", action="store_true", help="add the supervised ceiling")
     parser.add_argument("--pooling", default="full", choices=["mean", "grid", "full"])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pretraining runs")
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     args = parser.parse_args()
 
     results: dict[str, dict] = {}
     for i, config in enumerate(args.configs):
         name = Path(config).stem
-        results[name] = pretrain(config, args.minutes, args.out / name, i == 0, args.pooling)
+        results[name] = pretrain(
+            config, args.minutes, args.out / name, i == 0, args.pooling, args.seed
+        )
         write_report(results, args.out / "results.json")
     if args.supervised:
         results["supervised"] = supervised(args.minutes, args.out / "supervised", args.pooling)
