@@ -105,7 +105,8 @@ def confusion_matrix_figure(
 
 def knn_predictions(sample: FeatureSample, k: int = 20) -> dict[str, np.ndarray]:
     """Each encoder's weighted-kNN class ``(Q,)`` for the queries, the bank as labelled set
-    (:func:`cpc.eval.knn.knn_predict`, DINO's ``k=20``, ``T=0.07``)."""
+    (:func:`cpc.eval.knn.knn_predict`, DINO's ``k=20``, ``T=0.07``), on features standardised
+    with the bank's statistics, as the evaluation report does."""
     from cpc.eval.knn import knn_predict
 
     bank_labels = torch.from_numpy(sample.bank_labels)
@@ -116,6 +117,7 @@ def knn_predictions(sample: FeatureSample, k: int = 20) -> dict[str, np.ndarray]
             torch.from_numpy(sample.query_features[name]),
             num_classes=len(sample.class_names),
             k=k,
+            standardize=True,
         )
         .argmax(dim=1)
         .numpy()

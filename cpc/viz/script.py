@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 from cpc.viz.classes import (
     confusion_matrix_figure,
@@ -40,6 +41,7 @@ def run(
     image_size: int = 28,
     channels: int = 1,
     test_root: str | None = None,
+    pooling: Literal["mean", "grid", "full"] = "full",
     seed: int = 0,
 ) -> dict[str, Path]:
     """Every figure of ``notebooks/embeddings.ipynb``, as PNGs in ``out``, for one checkpoint.
@@ -61,6 +63,8 @@ def run(
         image_size: image side, for ``folder`` only.
         channels: 1 or 3, for ``folder`` only.
         test_root: test folder, for ``folder`` only (else queries come from the val split).
+        pooling: features of the latent grid (:func:`cpc.eval.features.pool_grid`): the whole
+            grid by default, what ``configs/fashion_mnist.yaml``'s report evaluates.
         seed: sampling and projection seed.
 
     Returns:
@@ -73,7 +77,7 @@ def run(
     encoder = load_encoder(ckpt, map_location="cpu")
     encoders = {"trained": encoder, "random init": random_init_like(encoder, seed)}
     dm = make_datamodule(data, root, image_size, channels, test_root)
-    fs = sample_features(encoders, dm, sample, bank, seed)
+    fs = sample_features(encoders, dm, sample, bank, seed, pooling=pooling)
     paths = {name: out_dir / f"{name}.png" for name in ("embeddings", "neighbours", "confusion")}
     embedding_map(fs.query_features, fs.query_labels, fs.class_names, method, sample, seed,
                   save=paths["embeddings"])  # fmt: skip
