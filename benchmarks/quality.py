@@ -34,9 +34,9 @@ from torch import nn
 
 from cpc.cli import cli_main
 from cpc.data import FashionMNISTDataModule
-from cpc.data.augment import ImageAugment
 from cpc.eval.features import pool_grid
 from cpc.eval.report import evaluate_encoder, write_report
+from cpc.models.augment import ImageAugment
 from cpc.models.encoder import ResNetEncoder
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from cpc.data.patches import extract_patches
+from cpc.models.patches import extract_patches
 
 Norm = Literal["group", "layer", "batch"]
 

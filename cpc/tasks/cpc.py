@@ -18,8 +18,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from cpc.data.augment import PatchAugment
 from cpc.losses.info_nce import info_nce, mi_lower_bound
+from cpc.models.augment import PatchAugment
 from cpc.models.context import MaskedConvContext
 from cpc.tasks.base import PatchEncoder, Task
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cpc.data.augment import PatchAugment
+from cpc.models.augment import PatchAugment
 from cpc.tasks.base import PatchEncoder, Task
 from cpc.tasks.patch_position import check_grid, check_no_overlap
 

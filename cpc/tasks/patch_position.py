@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cpc.data.augment import PatchAugment
+from cpc.models.augment import PatchAugment
 from cpc.tasks.base import PatchEncoder, Task
 
 #: (row, column) direction of label l, row-major around the centre, the paper's order:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cpc.data.augment import ImageAugment
+from cpc.models.augment import ImageAugment
 from cpc.tasks.base import PatchEncoder, Task
 
 #: Rotation classes: label k means the image was turned by k * 90 degrees counter-clockwise.

@@ -14,7 +14,7 @@ have no parameters and always augment; apply them in training only, and chain th
 ``nn.Sequential``.
 
 Example:
-    >>> from cpc.data.patches import extract_patches
+    >>> from cpc.models.patches import extract_patches
     >>> images = torch.rand(4, 1, 28, 28)
     >>> patches = extract_patches(ImageAugment()(images), patch_size=8, stride=4)
     >>> PatchAugment()(patches).shape  # (B, Gh, Gw, C, P, P)
@@ -177,7 +177,7 @@ class PatchAugment(nn.Module):
 
     Shape:
         Input and output ``(..., C, P, P)`` with any leading dims, e.g. ``(B, Gh, Gw)`` from
-        :func:`cpc.data.patches.extract_patches` or ``(N,)``; float in [0, 1].
+        :func:`cpc.models.patches.extract_patches` or ``(N,)``; float in [0, 1].
     """
 
     def __init__(

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from cpc.data.augment import ImageAugment, PatchAugment, translate
-from cpc.data.patches import extract_patches
+from cpc.models.augment import ImageAugment, PatchAugment, translate
+from cpc.models.patches import extract_patches
 
 # "meta" tensors carry no data but fail on ops that mix in a tensor made on another device,
 # so they check that every random draw follows the input's device without needing a GPU.

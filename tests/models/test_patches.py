@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cpc.data.patches import extract_patches, grid_size
+from cpc.models.patches import extract_patches, grid_size
 
 
 def test_patches_are_exact_crops():
