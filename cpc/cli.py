@@ -3,11 +3,11 @@
 ``cpc fit --config configs/fashion_mnist.yaml`` trains with these defaults (all shown by
 ``--print_config`` and changeable there or on the command line):
 
-- ``online_knn``: :class:`cpc.eval.OnlineKNN` logs ``val/knn_top1`` after every validation
-  (``--online_knn.every_n_epochs 0`` switches it off), on the features the report evaluates
-  (its ``pooling`` and ``standardize`` follow ``report.pooling`` and ``report.knn_standardize``);
 - ``report``: :class:`cpc.eval.EvaluationReport` writes ``report.json`` next to the checkpoints
-  at the end of fit (``--report.enabled false`` skips it);
+  at the end of fit (``--report.enabled false`` skips it); its section holds the evaluation
+  protocol (:class:`cpc.eval.protocol.EvalProtocol`: ``--report.k``, ``--report.pooling``, ...);
+- ``online_knn``: :class:`cpc.eval.OnlineKNN` logs ``val/knn_top1`` after every validation
+  (``--online_knn.every_n_epochs 0`` switches it off), with the report's protocol (a link);
 - ``checkpoint``: ``ModelCheckpoint`` keeping ``last.ckpt`` and the best by ``val/loss``;
 - ``lr_monitor``: ``LearningRateMonitor`` logging the learning rate every step;
 - ``trainer.logger``: TensorBoard event files and a CSV ``metrics.csv`` (readable without
@@ -39,7 +39,8 @@ from cpc.checkpoint import load_encoder
 from cpc.data.datamodule import ImageDataModule
 from cpc.data.datasets import DatasetNotFoundError
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
-from cpc.eval.report import evaluate_encoder, format_report, write_report
+from cpc.eval.protocol import EvalProtocol, protocol_names
+from cpc.eval.report import evaluate, format_report, write_report
 from cpc.module import CPCModule
 
 #: default loggers; their ``save_dir`` follows ``trainer.default_root_dir`` (a link)
@@ -49,8 +50,13 @@ DEFAULT_LOGGERS = [
 ]
 
 
-#: options of the ``report`` section that ``cpc eval`` takes from the run's config.yaml
-REPORT_SETTINGS = ("k", "temperature", "pooling", "knn_standardize", "probe_kwargs")
+#: options that moved: old key -> new key (giving an old one is a one-line error naming the new)
+RENAMED = {
+    "online_knn.k": "report.k",
+    "online_knn.temperature": "report.temperature",
+    "online_knn.pooling": "report.pooling",
+    "online_knn.standardize": "report.knn_standardize",
+}
 
 
 class CPCLightningCLI(LightningCLI):
@@ -59,8 +65,7 @@ class CPCLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(OnlineKNN, "online_knn")
         parser.add_lightning_class_args(EvaluationReport, "report")
-        parser.link_arguments("report.pooling", "online_knn.pooling")
-        parser.link_arguments("report.knn_standardize", "online_knn.standardize")
+        parser.link_arguments("report.protocol", "online_knn.protocol", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -133,6 +138,7 @@ def _share_version(loggers: list[Any]) -> list[Any]:
 
 def cli_main(args: list[str] | None = None) -> LightningCLI:
     """Entry point of ``cpc fit --config configs/fashion_mnist.yaml``; callable from tests."""
+    reject_renamed(sys.argv[1:] if args is None else args)
     with warnings.catch_warnings():
         # The CSV logger warns when TensorBoard has just made the shared, fresh version folder;
         # it would only delete its own metrics.csv, which a fresh folder does not hold.
@@ -147,6 +153,32 @@ def cli_main(args: list[str] | None = None) -> LightningCLI:
                 "description": "CPC pretraining. Evaluate a checkpoint: cpc eval --help"
             },
         )
+
+
+def reject_renamed(args: list[str]) -> None:
+    """Raise a one-line ValueError naming the new key when ``args`` or a ``--config`` file
+    they name sets an option of :data:`RENAMED`."""
+    given: set[str] = set()
+    for i, arg in enumerate(args):
+        key, _, value = arg.removeprefix("--").partition("=")
+        given.add(key)
+        if key in ("-c", "config"):
+            path = value or (args[i + 1] if i + 1 < len(args) else "")
+            if Path(path).is_file():
+                given |= _dotted_keys(yaml.safe_load(Path(path).read_text()) or {})
+    for old, new in RENAMED.items():
+        if old in given:
+            raise ValueError(f"{old} was renamed: use {new} (the report and online kNN share it)")
+
+
+def _dotted_keys(config: Any, prefix: str = "") -> set[str]:
+    """``{"a": {"b": 1}}`` -> ``{"a", "a.b"}``."""
+    if not isinstance(config, dict):
+        return set()
+    keys = set()
+    for key, value in config.items():
+        keys |= {prefix + str(key), *_dotted_keys(value, f"{prefix}{key}.")}
+    return keys
 
 
 def eval_parser() -> ArgumentParser:
@@ -164,7 +196,7 @@ def eval_parser() -> ArgumentParser:
         required=False,
         help="data module, as in `cpc fit`; default: the one in the run's config.yaml "
         "(found next to the checkpoint or one or two folders up), whose report section also "
-        "gives the defaults of k, temperature, pooling, knn_standardize and probe_kwargs",
+        "gives the defaults of the evaluation protocol (k, temperature, pooling, ...)",
     )
     parser.add_argument(
         "--out",
@@ -172,8 +204,9 @@ def eval_parser() -> ArgumentParser:
         default=None,
         help="JSON report path; default: next to the checkpoint, <name>.report.json",
     )
+    parser.add_class_arguments(EvalProtocol, as_group=False)  # --k, --pooling, ...
     parser.add_function_arguments(
-        evaluate_encoder, skip={"encoder", "datamodule", "checkpoint_path", "device"}
+        evaluate, skip={"encoder", "splits", "protocol", "checkpoint_path", "device"}
     )
     parser.add_argument("--device", type=str | None, default=None, help="default: cuda if any")
     return parser
@@ -186,7 +219,7 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
         ``cpc eval --ckpt_path runs/lightning_logs/version_0/checkpoints/last.ckpt``
 
     Returns:
-        The report of :func:`cpc.eval.report.evaluate_encoder`, with ``meta["report_path"]``.
+        The report of :func:`cpc.eval.report.evaluate`, with ``meta["report_path"]``.
     """
     parser = eval_parser()
     cfg = parser.parse_args(args)
@@ -197,7 +230,7 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
     report_defaults = {
         key: value
         for key, value in (run_config.get("report") or {}).items()
-        if key in REPORT_SETTINGS and value is not None
+        if key in protocol_names() and value is not None
     }
     if report_defaults:  # the run's report settings, unless given on the command line
         parser.set_defaults(report_defaults)
@@ -212,16 +245,11 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
             "(e.g. --data cpc.data.FashionMNISTDataModule)"
         )
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    report = evaluate_encoder(
+    report = evaluate(
         load_encoder(ckpt),
         datamodule,
-        k=cfg.k,
-        temperature=cfg.temperature,
-        pooling=cfg.pooling,
-        knn_standardize=cfg.knn_standardize,
-        probe_kwargs=cfg.probe_kwargs,
+        EvalProtocol.from_mapping(cfg),
         baselines=cfg.baselines,
-        seed=cfg.seed,
         device=device,
         progress=cfg.progress,
         checkpoint_path=str(ckpt),

@@ -81,7 +81,11 @@ def test_fit_writes_report_metrics_and_checkpoints_in_one_run_folder(run):
     # pooling "full": every latent of the 6x6 grid, 16 channels each
     assert report["meta"]["pooling"] == "full" and report["meta"]["feature_dim"] == 16 * 36
     online = next(c for c in cli.trainer.callbacks if type(c).__name__ == "OnlineKNN")
-    assert (online.pooling, online.standardize) == ("full", True)  # linked to the report's
+    report_callback = next(
+        c for c in cli.trainer.callbacks if type(c).__name__ == "EvaluationReport"
+    )
+    assert online.protocol is report_callback.protocol  # linked whole
+    assert (online.protocol.pooling, online.protocol.k) == ("full", 5)
     assert report["meta"]["checkpoint"] == str(ckpts / "last.ckpt")
     # TensorBoard events, metrics.csv and config.yaml share the version folder
     assert list(folder.glob("events.out.tfevents.*")) and (folder / "config.yaml").is_file()

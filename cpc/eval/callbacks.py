@@ -3,7 +3,7 @@
 - :class:`OnlineKNN`: a cheap kNN accuracy on the val split after validation (``val/knn_top1``),
   a learning curve for representation quality (Wu et al., 2018; as in solo-learn and lightly).
 - :class:`EvaluationReport`: at the end of ``fit``, the full report of
-  :func:`cpc.eval.report.evaluate_encoder` (kNN + linear probe + baselines on the test split),
+  :func:`cpc.eval.report.evaluate` (kNN + linear probe + baselines on the test split),
   written as ``report.json`` next to the checkpoints.
 
 Both need a data module with ``eval_dataloader(split)`` and ``num_classes``
@@ -22,9 +22,10 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.utils.data import DataLoader, Subset
 
-from cpc.eval.features import Pooling, extract_features
+from cpc.eval.features import extract_features
 from cpc.eval.knn import knn_accuracy
-from cpc.eval.report import evaluate_encoder, format_report, write_report
+from cpc.eval.protocol import EvalProtocol
+from cpc.eval.report import check_eval_data, evaluate, format_report, write_report
 
 
 class OnlineKNN(L.Callback):
@@ -50,12 +51,8 @@ class OnlineKNN(L.Callback):
     Args:
         every_n_epochs: evaluate after every n-th validation run; 0 switches the callback off.
         bank_size: at most this many eval-"train" images form the memory bank.
-        k: neighbours of the kNN vote (DINO: 20).
-        temperature: vote temperature ``T`` in ``exp(sim / T)`` (DINO: 0.07).
-        pooling: ``"mean"``, ``"grid"`` or ``"full"`` pooling of the latent grid
-            (:func:`cpc.eval.features.pool_grid`). ``cpc fit`` sets it to the report's.
-        standardize: standardise features with the bank's statistics before the cosine kNN
-            (:mod:`cpc.eval.knn`). ``cpc fit`` sets it to the report's ``knn_standardize``.
+        protocol: k, temperature, pooling and standardisation of the kNN
+            (:class:`cpc.eval.protocol.EvalProtocol`); ``cpc fit`` passes the report's.
         seed: seed of the bank subset.
     """
 
@@ -63,10 +60,7 @@ class OnlineKNN(L.Callback):
         self,
         every_n_epochs: int = 1,
         bank_size: int = 10000,
-        k: int = 20,
-        temperature: float = 0.07,
-        pooling: Pooling = "mean",
-        standardize: bool = True,
+        protocol: EvalProtocol | None = None,
         seed: int = 0,
     ) -> None:
         if every_n_epochs < 0 or bank_size < 1:
@@ -75,10 +69,7 @@ class OnlineKNN(L.Callback):
             )
         self.every_n_epochs = every_n_epochs
         self.bank_size = bank_size
-        self.k = k
-        self.temperature = temperature
-        self.pooling = pooling
-        self.standardize = standardize
+        self.protocol = protocol or EvalProtocol()
         self.seed = seed
         self.validation_runs = 0
         self._bank_loader: tuple[Any, DataLoader] | None = None  # (data module, loader)
@@ -98,11 +89,12 @@ class OnlineKNN(L.Callback):
 
     def knn_top1(self, encoder: torch.nn.Module, datamodule: Any, device: torch.device) -> float:
         """kNN top-1 (a fraction) of the val split against the fixed train bank."""
+        p = self.protocol
         bank_f, bank_y = extract_features(
-            encoder, self._bank(datamodule), self.pooling, device=device, progress=False
+            encoder, self._bank(datamodule), p.pooling, device=device, progress=False
         )
         val_f, val_y = extract_features(
-            encoder, datamodule.eval_dataloader("val"), self.pooling, device=device, progress=False
+            encoder, datamodule.eval_dataloader("val"), p.pooling, device=device, progress=False
         )
         scores = knn_accuracy(
             bank_f,
@@ -110,9 +102,9 @@ class OnlineKNN(L.Callback):
             val_f,
             val_y,
             datamodule.num_classes,
-            self.k,
-            self.temperature,
-            standardize=self.standardize,
+            p.k,
+            p.temperature,
+            standardize=p.knn_standardize,
         )
         return scores["top1"]
 
@@ -142,40 +134,33 @@ class OnlineKNN(L.Callback):
 class EvaluationReport(L.Callback):
     """At the end of ``fit``, evaluate the final encoder and write ``report.json``.
 
-    Runs :func:`cpc.eval.report.evaluate_encoder` on ``trainer.datamodule`` on global rank 0
+    Runs :func:`cpc.eval.report.evaluate` on ``trainer.datamodule`` on global rank 0
     only (other ranks finish at once), on the training device, and writes the JSON next to the
     checkpoints (the ``ModelCheckpoint`` dirpath, else ``trainer.log_dir``), then logs the table
     with ``rank_zero_info``. Skipped under ``fast_dev_run`` (a smoke test, not a result).
 
+    The evaluation protocol's fields are given flat, as keywords (``EvaluationReport(k=5)``,
+    ``--report.pooling full``); they build :attr:`protocol`, which ``cpc fit`` also hands to
+    the online kNN.
+
     Args:
         enabled: False skips the report (``--report.enabled false``).
-        k, temperature: kNN neighbours and vote temperature.
-        pooling: ``"mean"``, ``"grid"`` or ``"full"`` pooling of the latent grid.
-        knn_standardize: standardise features with the bank's statistics before the kNN.
         baselines: also evaluate the random-init encoder and raw pixels.
-        probe_kwargs: extra arguments of :func:`cpc.eval.linear_probe.linear_probe`, e.g.
-            ``{"epochs": 20}``.
         filename: name of the JSON file.
+        **protocol: fields of :class:`cpc.eval.protocol.EvalProtocol` (k, temperature,
+            pooling, knn_standardize, probe_kwargs, seed); an unknown one is a TypeError.
     """
 
     def __init__(
         self,
         enabled: bool = True,
-        k: int = 20,
-        temperature: float = 0.07,
-        pooling: Pooling = "mean",
-        knn_standardize: bool = True,
         baselines: bool = True,
-        probe_kwargs: dict[str, Any] | None = None,
         filename: str = "report.json",
+        **protocol: Any,
     ) -> None:
+        self.protocol = EvalProtocol(**protocol)
         self.enabled = enabled
-        self.k = k
-        self.temperature = temperature
-        self.pooling = pooling
-        self.knn_standardize = knn_standardize
         self.baselines = baselines
-        self.probe_kwargs = probe_kwargs
         self.filename = filename
         self.path: Path | None = None  # where the last report was written
 
@@ -190,14 +175,10 @@ class EvaluationReport(L.Callback):
             rank_zero_info("EvaluationReport: skipped under fast_dev_run")
             return
         ckpt = trainer.checkpoint_callback
-        report = evaluate_encoder(
+        report = evaluate(
             pl_module.encoder,
             trainer.datamodule,
-            k=self.k,
-            temperature=self.temperature,
-            pooling=self.pooling,
-            knn_standardize=self.knn_standardize,
-            probe_kwargs=self.probe_kwargs,
+            self.protocol,
             baselines=self.baselines,
             device=trainer.strategy.root_device,  # the module was moved to the CPU at teardown
             progress=trainer.progress_bar_callback is not None,
@@ -219,10 +200,4 @@ def _check_can_evaluate(name: str, trainer: L.Trainer, pl_module: L.LightningMod
     """Fail before training, not after it, when there is nothing to evaluate on."""
     if not hasattr(pl_module, "encoder"):
         raise ValueError(f"{name} needs a LightningModule with an `encoder` attribute")
-    datamodule = trainer.datamodule
-    if not (hasattr(datamodule, "eval_dataloader") and hasattr(datamodule, "num_classes")):
-        raise ValueError(
-            f"{name} needs a data module with eval_dataloader(split) and num_classes "
-            f"(a cpc.data.ImageDataModule), got {type(datamodule).__name__}: pass one to fit "
-            "or disable the callback"
-        )
+    check_eval_data(name, trainer.datamodule)

@@ -35,6 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from cpc.eval.features import standardization
+from cpc.eval.protocol import EvalProtocol
+
+DEFAULT = EvalProtocol()  # k and temperature default to the evaluation protocol's
 
 Backend = Literal["faiss", "torch"]
 
@@ -44,8 +47,8 @@ def knn_predict(
     train_labels: torch.Tensor,
     query_features: torch.Tensor,
     num_classes: int,
-    k: int = 20,
-    temperature: float = 0.07,
+    k: int = DEFAULT.k,
+    temperature: float = DEFAULT.temperature,
     backend: Backend = "faiss",
     batch_size: int = 4096,
     standardize: bool = False,
@@ -122,8 +125,8 @@ def knn_accuracy(
     query_features: torch.Tensor,
     query_labels: torch.Tensor,
     num_classes: int,
-    k: int = 20,
-    temperature: float = 0.07,
+    k: int = DEFAULT.k,
+    temperature: float = DEFAULT.temperature,
     backend: Backend = "faiss",
     standardize: bool = False,
 ) -> dict[str, float]:

@@ -34,9 +34,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from cpc.eval.features import Pooling, extract_feature_sets
+from cpc.eval.features import extract_feature_sets
 from cpc.eval.knn import knn_accuracy
 from cpc.eval.linear_probe import linear_probe
+from cpc.eval.protocol import EvalData, EvalProtocol
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +61,12 @@ def random_init(encoder: nn.Module, seed: int = 0) -> nn.Module:
     return fresh
 
 
-def evaluate_encoder(
+def evaluate(
     encoder: nn.Module,
-    datamodule: Any,
-    k: int = 20,
-    temperature: float = 0.07,
-    pooling: Pooling = "mean",
-    knn_standardize: bool = True,
-    probe_kwargs: Mapping[str, Any] | None = None,
+    splits: EvalData,
+    protocol: EvalProtocol | None = None,
+    *,
     baselines: bool = True,
-    seed: int = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
     checkpoint_path: str | None = None,
@@ -79,17 +76,11 @@ def evaluate_encoder(
     Args:
         encoder: has ``forward_features`` (images in [0, 1] -> ``(B, D, Gh, Gw)``); left
             unchanged (its mode and device are restored).
-        datamodule: a :class:`cpc.data.ImageDataModule` (``eval_dataloader``, ``num_classes``).
-        k: kNN neighbours (DINO: 20, better than 10, 100 or 200).
-        temperature: kNN vote temperature T in exp(sim / T) (DINO: 0.07).
-        pooling: ``"mean"``, ``"grid"`` or ``"full"`` pooling of the latent grid (see
-            :mod:`cpc.eval.features`).
-        knn_standardize: standardise features with the memory bank's mean and std before the
-            cosine kNN (see :mod:`cpc.eval.knn`); false gives DINO's protocol exactly.
-        probe_kwargs: extra arguments of :func:`cpc.eval.linear_probe.linear_probe`
-            (``epochs``, ``weight_decays``, ``lr``, ``batch_size``, ``accelerator``).
+        splits: a data module with ``eval_dataloader(split)`` and ``num_classes``
+            (:class:`cpc.eval.protocol.EvalData`, e.g. a :class:`cpc.data.ImageDataModule`).
+        protocol: k, temperature, pooling, standardisation, probe settings and seed; default
+            ``EvalProtocol()``.
         baselines: also evaluate the random-init encoder and raw pixels.
-        seed: seeds the random-init baseline and the probes.
         device: where features are extracted; default the encoder's device.
         progress: show progress bars during feature extraction.
         checkpoint_path: recorded in the metadata.
@@ -98,70 +89,119 @@ def evaluate_encoder(
         ``{"encoder": result, "random_init": result, "pixels": result, "meta": {...}}`` (the
         baselines only when ``baselines``), where ``result = {"knn": {"top1", "top5"},
         "linear": {"top1", "top5", "val_top1", "weight_decay", "sweep"}}``, accuracies as
-        fractions; ``meta`` holds the data module class, checkpoint path, feature dims, k, T,
-        pooling, seed, split sizes, which split was reported and the seconds taken.
+        fractions; ``meta`` holds the data module class, checkpoint path, feature dims, every
+        protocol field, split sizes, which split was reported and the seconds taken.
     """
     start = time.perf_counter()
-    probe_kwargs = {"seed": seed, **(probe_kwargs or {})}
+    protocol = protocol or EvalProtocol()
+    check_eval_data("evaluate", splits)
     encoders = {"encoder": encoder}
     if baselines:
-        encoders["random_init"] = random_init(encoder, seed)
-    feats, labels = {}, {}
-    loaders = {split: datamodule.eval_dataloader(split) for split in ("train", "val")}
+        encoders["random_init"] = random_init(encoder, protocol.seed)
+    probe_kwargs = {"seed": protocol.seed, **(protocol.probe_kwargs or {})}
+    loaders = {split: splits.eval_dataloader(split) for split in ("train", "val")}
     test_split = "test"
     try:
-        loaders["test"] = datamodule.eval_dataloader("test")
+        loaders["test"] = splits.eval_dataloader("test")
     except ValueError as err:  # e.g. ImageFolderDataModule without test_root
         test_split = "val"
         log.warning("no test split (%s): reporting on val with a fixed weight decay", err)
         probe_kwargs["weight_decays"] = tuple(probe_kwargs.get("weight_decays", (0.0,)))[:1]
+    feats, labels = {}, {}
     for split, loader in loaders.items():  # each split is read once, for every model
         feats[split], labels[split] = extract_feature_sets(
-            encoders, loader, pooling, device, progress, pixels=baselines
+            encoders, loader, protocol.pooling, device, progress, pixels=baselines
         )
 
-    num_classes = datamodule.num_classes
     report: dict[str, Any] = {}
     for name in (n for n in MODELS if n in feats["train"]):
-        train, val, test = (feats[s][name] for s in ("train", "val", test_split))
-        knn = knn_accuracy(
-            train,
-            labels["train"],
-            test,
-            labels[test_split],
-            num_classes,
-            k,
-            temperature,
-            standardize=knn_standardize,
+        features = {split: feats[split][name] for split in feats}
+        report[name] = score_features(
+            features, labels, test_split, splits.num_classes, protocol, probe_kwargs
         )
-        probe = linear_probe(
-            train,
-            labels["train"],
-            val,
-            labels["val"],
-            test,
-            labels[test_split],
-            num_classes,
-            **probe_kwargs,
-        )
-        report[name] = {"knn": knn, "linear": probe}
     report["meta"] = {
-        "datamodule": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
+        "datamodule": f"{type(splits).__module__}.{type(splits).__qualname__}",
         "checkpoint": None if checkpoint_path is None else str(checkpoint_path),
         "feature_dim": feats["train"]["encoder"].shape[1],
         "pixel_dim": feats["train"]["pixels"].shape[1] if baselines else None,
-        "num_classes": num_classes,
-        "k": k,
-        "temperature": temperature,
-        "pooling": pooling,
-        "knn_standardize": knn_standardize,
-        "seed": seed,
+        "num_classes": splits.num_classes,
+        **protocol.as_dict(),
         "probe_kwargs": {key: _jsonable(v) for key, v in probe_kwargs.items()},
         "split_sizes": {split: len(y) for split, y in labels.items()},
         "test_split": test_split,
         "seconds": round(time.perf_counter() - start, 2),
     }
     return report
+
+
+def score_features(
+    features: Mapping[str, torch.Tensor],
+    labels: Mapping[str, torch.Tensor],
+    test_split: str,
+    num_classes: int,
+    protocol: EvalProtocol,
+    probe_kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """kNN (bank ``"train"``, queries ``test_split``) and linear probe (fit on ``"train"``,
+    selected on ``"val"``) of one model's features ``{split: (N, F)}``, labels ``{split: (N,)}``.
+
+    One row of the report; a new kind of feature (another pooling) is another call.
+    """
+    train, test = features["train"], features[test_split]
+    knn = knn_accuracy(
+        train,
+        labels["train"],
+        test,
+        labels[test_split],
+        num_classes,
+        protocol.k,
+        protocol.temperature,
+        standardize=protocol.knn_standardize,
+    )
+    probe = linear_probe(
+        train,
+        labels["train"],
+        features["val"],
+        labels["val"],
+        test,
+        labels[test_split],
+        num_classes,
+        **probe_kwargs,
+    )
+    return {"knn": knn, "linear": probe}
+
+
+def evaluate_encoder(
+    encoder: nn.Module,
+    datamodule: EvalData,
+    *,
+    baselines: bool = True,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    checkpoint_path: str | None = None,
+    **protocol: Any,
+) -> dict[str, Any]:
+    """:func:`evaluate` with the protocol's fields given by keyword (``pooling="full"``, ...);
+    the defaults are :class:`cpc.eval.protocol.EvalProtocol`'s."""
+    return evaluate(
+        encoder,
+        datamodule,
+        EvalProtocol(**protocol),
+        baselines=baselines,
+        device=device,
+        progress=progress,
+        checkpoint_path=checkpoint_path,
+    )
+
+
+def check_eval_data(name: str, datamodule: Any) -> None:
+    """Fail early, with one line, when ``datamodule`` cannot be evaluated on."""
+    if not isinstance(datamodule, EvalData):
+        raise ValueError(
+            f"{name} needs a data module with eval_dataloader(split) and num_classes "
+            f"(a cpc.data.ImageDataModule), got {type(datamodule).__name__}: pass one to fit "
+            "or disable the callback"
+        )
 
 
 def format_report(report: Mapping[str, Any]) -> str:

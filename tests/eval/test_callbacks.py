@@ -10,6 +10,7 @@ from cpc.data.datamodule import ImageDataModule
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
 from cpc.eval.features import extract_features
 from cpc.eval.knn import knn_accuracy
+from cpc.eval.protocol import EvalProtocol
 from cpc.models.encoder import ResNetEncoder
 
 
@@ -91,7 +92,7 @@ def trainer(tmp_path, callbacks, max_epochs=1, **kwargs):
 
 def test_online_knn_logs_the_val_knn_accuracy_of_a_fixed_train_bank(tmp_path):
     dm, model, recorder = Quadrants(), TinyModule(), Recorder()
-    knn = OnlineKNN(bank_size=20, k=3)
+    knn = OnlineKNN(bank_size=20, protocol=EvalProtocol(k=3))
     trainer(tmp_path, [knn, recorder], enable_checkpointing=False).fit(model, datamodule=dm)
 
     assert recorder.values == [trainer_value := recorder.values[0]] and trainer_value is not None
@@ -110,7 +111,11 @@ def test_online_knn_schedule_survives_checkpoint_and_resume(tmp_path):
     """every_n_epochs=2: evaluated after the 2nd and 4th validation, across a resume."""
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
     recorder = Recorder()
-    callbacks = [OnlineKNN(every_n_epochs=2, bank_size=16, k=3), recorder, ckpt]
+    callbacks = [
+        OnlineKNN(every_n_epochs=2, bank_size=16, protocol=EvalProtocol(k=3)),
+        recorder,
+        ckpt,
+    ]
     trainer(tmp_path, callbacks, max_epochs=3).fit(TinyModule(), datamodule=Quadrants())
     assert [v is not None for v in recorder.values] == [False, True, True]  # 3rd keeps the 2nd's
     assert torch.load(ckpt.last_model_path, weights_only=False)["callbacks"]["OnlineKNN"] == {
@@ -118,7 +123,7 @@ def test_online_knn_schedule_survives_checkpoint_and_resume(tmp_path):
     }
 
     resumed = Recorder()
-    callbacks = [OnlineKNN(every_n_epochs=2, bank_size=16, k=3), resumed]
+    callbacks = [OnlineKNN(every_n_epochs=2, bank_size=16, protocol=EvalProtocol(k=3)), resumed]
     trainer(tmp_path, callbacks, max_epochs=4, enable_checkpointing=False).fit(
         TinyModule(), datamodule=Quadrants(), ckpt_path=ckpt.last_model_path
     )
@@ -169,7 +174,10 @@ def test_evaluation_report_is_skipped_under_fast_dev_run(tmp_path):
 
 def test_online_knn_under_ddp_spawn_gives_the_same_value_on_both_ranks(tmp_path):
     dm, model = Quadrants(), TinyModule()
-    callbacks = [OnlineKNN(bank_size=24, k=3), Recorder(folder=str(tmp_path))]
+    callbacks = [
+        OnlineKNN(bank_size=24, protocol=EvalProtocol(k=3)),
+        Recorder(folder=str(tmp_path)),
+    ]
     ddp = L.Trainer(
         max_epochs=1,
         accelerator="cpu",

@@ -1,0 +1,57 @@
+"""The evaluation protocol: how a frozen encoder's features are made and scored, in one place.
+
+``cpc fit`` reads it once, flat under ``report:`` (``--report.k 10``, ``--report.pooling full``),
+and hands the same object to the online kNN and to the end-of-fit report; ``cpc eval`` takes
+the run's values unless given. Adding an option is one field here: the CLI flag, the link into
+the online kNN, the ``cpc eval`` default and the report's ``meta`` follow from the field list.
+
+``EvalData`` is what evaluation needs of a data module (:class:`cpc.data.ImageDataModule`
+offers it): labelled loaders of the ``"train"``, ``"val"`` and ``"test"`` splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol, runtime_checkable
+
+from torch.utils.data import DataLoader
+
+from cpc.eval.features import Pooling
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """kNN (DINO's ``eval_knn.py``) and linear-probe settings; see :mod:`cpc.eval.report`."""
+
+    k: int = 20  # kNN neighbours; DINO: 20 is consistently better than 10, 100 or 200
+    temperature: float = 0.07  # T of the vote weight exp(sim / T); DINO: 0.07 (-> 0: 1-NN)
+    pooling: Pooling = "mean"  # latent grid (D, Gh, Gw) -> "mean" D, "grid" 2x2 4D, "full" D*Gh*Gw
+    knn_standardize: bool = True  # bank mean/std before the cosine, as the probe; False = DINO
+    probe_kwargs: dict[str, Any] | None = None  # linear_probe's epochs, weight_decays, lr, ...
+    seed: int = 0  # seeds the random-init baseline and the probes
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (for the report's ``meta`` and for configs)."""
+        return asdict(self)
+
+    @classmethod
+    def from_mapping(cls, values: Any) -> EvalProtocol:
+        """The protocol of a mapping that may hold other keys too (a config's ``report``
+        section); missing or ``None`` fields keep their defaults."""
+        given = {f.name: values.get(f.name) for f in fields(cls)}
+        return cls(**{name: value for name, value in given.items() if value is not None})
+
+
+@runtime_checkable
+class EvalData(Protocol):
+    """A data module evaluation can read: ``num_classes`` and a loader per split, yielding
+    ``(images (B, C, H, W), labels (B,))`` in a fixed order without augmentation."""
+
+    num_classes: int
+
+    def eval_dataloader(self, split: str) -> DataLoader: ...
+
+
+def protocol_names() -> list[str]:
+    """The protocol's field names, in order."""
+    return [f.name for f in fields(EvalProtocol)]

@@ -1,0 +1,71 @@
+"""The evaluation protocol is one dataclass; every field reaches the report, the online kNN
+and ``cpc eval`` without being named anywhere else."""
+
+import dataclasses
+
+import pytest
+
+from cpc.cli import eval_parser, reject_renamed
+from cpc.eval.callbacks import EvaluationReport, OnlineKNN
+from cpc.eval.protocol import EvalData, EvalProtocol, protocol_names
+
+
+def test_every_field_is_a_report_keyword_and_a_cpc_eval_flag():
+    changed = {
+        "k": 3,
+        "temperature": 0.5,
+        "pooling": "full",
+        "knn_standardize": False,
+        "probe_kwargs": {"epochs": 1},
+        "seed": 7,
+    }
+    assert set(changed) == set(protocol_names())  # a new field must be added here
+    assert EvaluationReport(**changed).protocol == EvalProtocol(**changed)
+    flags = [f"--{name}={value}" for name, value in changed.items() if name != "probe_kwargs"]
+    cfg = eval_parser().parse_args(["--ckpt_path=x", *flags, "--probe_kwargs={epochs: 1}"])
+    assert EvalProtocol.from_mapping(cfg) == EvalProtocol(**changed)
+
+
+def test_from_mapping_ignores_other_keys_and_keeps_defaults_for_missing_ones():
+    section = {"enabled": True, "k": 5, "pooling": None, "filename": "r.json"}
+    assert EvalProtocol.from_mapping(section) == EvalProtocol(k=5)
+
+
+def test_a_new_field_needs_no_other_edit():
+    """Adding an option is one field: a subclass with one more field flows through as is."""
+
+    @dataclasses.dataclass(frozen=True)
+    class WithMargin(EvalProtocol):
+        margin: float = 0.0  # a hypothetical new option
+
+    protocol = WithMargin(margin=0.5, k=4)
+    assert protocol.as_dict()["margin"] == 0.5  # the report's meta lists every field
+    assert OnlineKNN(protocol=protocol).protocol.margin == 0.5
+
+
+def test_protocol_is_frozen_and_unknown_fields_are_rejected():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        EvalProtocol().k = 5
+    with pytest.raises(TypeError, match="standardize"):
+        EvaluationReport(standardize=True)
+
+
+def test_eval_data_is_a_typed_contract():
+    class Enough:
+        num_classes = 2
+
+        def eval_dataloader(self, split):
+            return []
+
+    assert isinstance(Enough(), EvalData) and not isinstance(object(), EvalData)
+
+
+@pytest.mark.parametrize("old", ["online_knn.k", "online_knn.standardize"])
+def test_renamed_options_fail_with_one_line_naming_the_new_one(old, tmp_path):
+    with pytest.raises(ValueError, match=r"was renamed: use report\."):
+        reject_renamed(["fit", f"--{old}=5"])
+    section, key = old.split(".")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"{section}:\n  {key}: 5\n")
+    with pytest.raises(ValueError, match=rf"{old} was renamed"):
+        reject_renamed(["fit", "--config", str(config)])
