@@ -8,13 +8,15 @@
   protocol (:class:`cpc.eval.protocol.EvalProtocol`: ``--report.k``, ``--report.pooling``, ...);
 - ``online_knn``: :class:`cpc.eval.OnlineKNN` logs ``val/knn_top1`` after every validation
   (``--online_knn.every_n_epochs 0`` switches it off), with the report's protocol (a link);
-- ``checkpoint``: ``ModelCheckpoint`` keeping ``last.ckpt`` and the best by ``val/loss``;
-- ``lr_monitor``: ``LearningRateMonitor`` logging the learning rate every step;
-- ``trainer.logger``: TensorBoard event files and a CSV ``metrics.csv`` (readable without
-  TensorBoard) in one folder, ``<trainer.default_root_dir>/lightning_logs/version_N``, which
-  also holds ``config.yaml``, ``hparams.yaml`` and ``checkpoints/``. Each logger's ``save_dir``
-  is linked to ``trainer.default_root_dir`` (default: the current folder), so a ``save_dir``
-  printed by ``--print_config`` or written in a config is replaced by it.
+- ``trainer.callbacks``: ``ModelCheckpoint`` keeping ``last.ckpt`` and the best by
+  ``val/loss``, and ``LearningRateMonitor`` logging the learning rate every step (a default
+  list: a config's ``trainer.callbacks`` replaces it; ``--trainer.enable_checkpointing false``
+  and ``--trainer.logger false`` drop the one they rule out);
+- ``trainer.logger``: :class:`cpc.loggers.RunLogger`, TensorBoard event files and a CSV
+  ``metrics.csv`` (readable without TensorBoard) in one folder,
+  ``<trainer.default_root_dir>/lightning_logs/version_N``, which also holds ``config.yaml``,
+  ``hparams.yaml`` and ``checkpoints/``. The logger's ``save_dir`` is linked to
+  ``trainer.default_root_dir`` (default: the current folder).
 
 ``cpc eval --ckpt_path PATH`` evaluates a checkpoint's frozen encoder (see :func:`eval_main`)
 with the data and report settings of the run's ``config.yaml``, unless given.
@@ -24,16 +26,13 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.trainer import Trainer
 
 from cpc.checkpoint import load_encoder
 from cpc.data.datamodule import ImageDataModule
@@ -43,43 +42,41 @@ from cpc.eval.protocol import EvalProtocol, protocol_names
 from cpc.eval.report import evaluate, format_report, write_report
 from cpc.module import CPCModule
 
-#: default loggers; their ``save_dir`` follows ``trainer.default_root_dir`` (a link)
-DEFAULT_LOGGERS = [
-    {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "."}},
-    {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}},
+#: default callbacks, replaceable in a config or on the command line (``trainer.callbacks``)
+DEFAULT_CALLBACKS = [
+    {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"monitor": "val/loss", "mode": "min", "save_last": True},
+    },
+    {
+        "class_path": "lightning.pytorch.callbacks.LearningRateMonitor",
+        "init_args": {"logging_interval": "step"},
+    },
 ]
 
-
-#: options that moved: old key -> new key (giving an old one is a one-line error naming the new)
+#: options that moved: old key (or section) -> where it is now; an old one is a one-line error
 RENAMED = {
     "online_knn.k": "report.k",
     "online_knn.temperature": "report.temperature",
     "online_knn.pooling": "report.pooling",
     "online_knn.standardize": "report.knn_standardize",
+    "checkpoint": "trainer.callbacks (ModelCheckpoint; --print_config shows it)",
+    "lr_monitor": "trainer.callbacks (LearningRateMonitor; --print_config shows it)",
 }
 
 
 class CPCLightningCLI(LightningCLI):
-    """LightningCLI with evaluation callbacks, checkpointing and loggers configured by default."""
+    """LightningCLI with the evaluation callbacks, and defaults for callbacks and logger."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(OnlineKNN, "online_knn")
         parser.add_lightning_class_args(EvaluationReport, "report")
         parser.link_arguments("report.protocol", "online_knn.protocol", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
-                "checkpoint.monitor": "val/loss",
-                "checkpoint.mode": "min",
-                "checkpoint.save_last": True,
-            }
-        )
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.set_defaults({"lr_monitor.logging_interval": "step"})
-        parser.set_defaults({"trainer.logger": DEFAULT_LOGGERS})
-        # the model's defaults spelled out, so --print_config shows every encoder/task option
-        parser.set_defaults(
-            {
+                "trainer.callbacks": DEFAULT_CALLBACKS,
+                "trainer.logger": {"class_path": "cpc.loggers.RunLogger"},
+                # the model's defaults spelled out, so --print_config shows every option
                 "model.encoder": {"class_path": "cpc.models.ResNetEncoder"},
                 "model.tasks": [{"class_path": "cpc.tasks.CPCTask"}],
             }
@@ -91,68 +88,30 @@ class CPCLightningCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        config = self.config.get(str(self.subcommand), self.config)
-        loggers = config.get("trainer", {}).get("logger")
-        self._versioned = _share_version(loggers) if isinstance(loggers, list) else []
-
-    def after_instantiate_classes(self) -> None:
-        # the saved config.yaml keeps `version: null`, so reusing it starts a new folder
-        for args in self._versioned:
-            args.version = None
-
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
-        if config.get("enable_checkpointing") is False:  # else Lightning refuses our default
-            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-        return super()._instantiate_trainer(config, callbacks)
-
-    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
-        if not trainer.loggers:  # `--trainer.logger false`: nothing for the monitor to log to
-            trainer.callbacks = [c for c in trainer.callbacks if type(c) is not LearningRateMonitor]
-        return trainer
-
-
-def _share_version(loggers: list[Any]) -> list[Any]:
-    """Give loggers that write to the same ``save_dir/name`` one new ``version_N`` folder.
-
-    Each logger would otherwise pick the next free version on its own, and the second one
-    finds the folder the first just made (TensorBoard in version_0, metrics.csv in version_1).
-    Returns the ``init_args`` that were given a version.
-    """
-    roots: dict[Path, list[Any]] = {}
-    for logger in loggers:
-        args = logger.get("init_args") if hasattr(logger, "get") else None
-        if args is None or args.get("version") is not None or "save_dir" not in args:
-            continue
-        root = Path(args.save_dir) / (args.get("name") or "")
-        roots.setdefault(root, []).append(args)
-    versioned = []
-    for root, group in roots.items():
-        if len(group) > 1:
-            taken = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
-            for args in group:
-                args.version = max(taken, default=-1) + 1
-            versioned += group
-    return versioned
+        """Drop default callbacks the trainer's switches rule out (no checkpointing: no
+        ``ModelCheckpoint``; no logger: no ``LearningRateMonitor``), so those switches work."""
+        trainer = self.config[str(self.subcommand)].trainer
+        unwanted = set()
+        if trainer.enable_checkpointing is False:
+            unwanted.add("ModelCheckpoint")
+        if trainer.logger is False:
+            unwanted.add("LearningRateMonitor")
+        trainer.callbacks = [
+            c for c in trainer.callbacks or [] if c.class_path.rsplit(".")[-1] not in unwanted
+        ]
 
 
 def cli_main(args: list[str] | None = None) -> LightningCLI:
     """Entry point of ``cpc fit --config configs/fashion_mnist.yaml``; callable from tests."""
     reject_renamed(sys.argv[1:] if args is None else args)
-    with warnings.catch_warnings():
-        # The CSV logger warns when TensorBoard has just made the shared, fresh version folder;
-        # it would only delete its own metrics.csv, which a fresh folder does not hold.
-        warnings.filterwarnings("ignore", message="Experiment logs directory .* is not empty")
-        return CPCLightningCLI(
-            CPCModule,
-            ImageDataModule,
-            subclass_mode_data=True,
-            args=args,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={
-                "description": "CPC pretraining. Evaluate a checkpoint: cpc eval --help"
-            },
-        )
+    return CPCLightningCLI(
+        CPCModule,
+        ImageDataModule,
+        subclass_mode_data=True,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"description": "CPC pretraining. Evaluate a checkpoint: cpc eval --help"},
+    )
 
 
 def reject_renamed(args: list[str]) -> None:
@@ -166,9 +125,10 @@ def reject_renamed(args: list[str]) -> None:
             path = value or (args[i + 1] if i + 1 < len(args) else "")
             if Path(path).is_file():
                 given |= _dotted_keys(yaml.safe_load(Path(path).read_text()) or {})
-    for old, new in RENAMED.items():
-        if old in given:
-            raise ValueError(f"{old} was renamed: use {new} (the report and online kNN share it)")
+    for key in sorted(given):
+        old = next((old for old in RENAMED if key == old or key.startswith(old + ".")), None)
+        if old is not None:
+            raise ValueError(f"{key} was renamed: use {RENAMED[old]}")
 
 
 def _dotted_keys(config: Any, prefix: str = "") -> set[str]:

@@ -6,8 +6,6 @@ images (B, C, H, W) -> each task (CPC, rotation, patch position, ...) -> its los
 
 from __future__ import annotations
 
-import copy
-import inspect
 import math
 import time
 import warnings
@@ -42,7 +40,15 @@ class CPCModule(L.LightningModule):
         warmup_steps: int = 100,
     ) -> None:
         super().__init__()
-        self._save_config()
+        with warnings.catch_warnings():  # live modules are dropped just below
+            warnings.filterwarnings("ignore", "Attribute '.*' is an instance of `nn.Module`")
+            self.save_hyperparameters()
+        # Under `cpc fit` (LightningCLI) the hparams hold encoder and tasks as their config
+        # (class_path dicts), which rebuilds them in load_from_checkpoint. Built in Python they
+        # are live objects: not saved (pass them again to load_from_checkpoint).
+        live = [key for key in ("encoder", "tasks") if not _is_config(self.hparams.get(key))]
+        if live:
+            self.save_hyperparameters(ignore=live)
         self.encoder = encoder if encoder is not None else ResNetEncoder()
         built = [make(self.encoder.num_features) for make in (tasks or [CPCTask])]
         names = [task.name for task in built]
@@ -52,20 +58,6 @@ class CPCModule(L.LightningModule):
             raise ValueError(f"every task has weight 0 ({names}): give one a positive weight")
         self.tasks = nn.ModuleDict({task.name: task for task in built})
         self._last_batch_end: float | None = None
-
-    def _save_config(self) -> None:
-        """Save hparams so ``CPCModule.load_from_checkpoint(path)`` rebuilds the model.
-
-        Under ``cpc fit`` (LightningCLI) ``encoder`` and ``tasks`` arrive as their config
-        (class_path dicts), which rebuilds them; built in Python they are live objects, which
-        are not saved (pass them again to ``load_from_checkpoint``).
-        """
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Attribute 'encoder' is an instance of `nn.Module`")
-            self.save_hyperparameters(frame=inspect.currentframe().f_back)
-        live = [key for key in ("encoder", "tasks") if not _is_config(self.hparams.get(key))]
-        self.remove_ignored_hparams(live)
-        self._hparams_initial = copy.deepcopy(self._hparams)
 
     def shared_step(self, images: torch.Tensor, stage: str) -> dict[str, torch.Tensor]:
         """Images ``(B, C, H, W)`` -> ``{stage/loss, stage/<task>/<metric>, ...}``."""

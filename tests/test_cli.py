@@ -1,6 +1,11 @@
+import re
+from pathlib import Path
+
+import pytest
 import torch
 from conftest import tiny_fit_args
 
+import cpc
 from cpc.cli import cli_main
 from cpc.module import CPCModule
 
@@ -35,3 +40,25 @@ def test_checkpointing_can_be_switched_off(tiny_folder, tmp_path):
         tiny_fit_args(tiny_folder, tmp_path / "run", "--trainer.enable_checkpointing=false")
     )
     assert cli.trainer.global_step == 2 and not list((tmp_path / "run").rglob("*.ckpt"))
+
+
+def test_default_callbacks_can_be_replaced_and_old_sections_name_the_new_place(
+    tiny_folder, tmp_path
+):
+    early = '[{"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {...}}]'
+    early = early.replace("...", '"monitor": "val/loss"')
+    cli = cli_main(tiny_fit_args(tiny_folder, tmp_path / "run", f"--trainer.callbacks={early}"))
+    names = {type(c).__name__ for c in cli.trainer.callbacks}
+    assert "EarlyStopping" in names and "LearningRateMonitor" not in names
+    assert cli.trainer.checkpoint_callback.monitor is None  # Lightning's own, not our default
+    with pytest.raises(ValueError, match=r"^checkpoint.monitor was renamed: use trainer.callbacks"):
+        cli_main(tiny_fit_args(tiny_folder, tmp_path / "old", "--checkpoint.monitor=val/loss"))
+
+
+def test_cpc_touches_no_private_lightning_api():
+    """No override of LightningCLI/Trainer internals, no caller-frame inspection, no
+    Lightning-private hparams attributes."""
+    sources = {p: p.read_text() for p in Path(cpc.__file__).parent.rglob("*.py")}
+    for pattern in (r"def _instantiate_trainer", r"\._hparams", r"currentframe", r"_share_version"):
+        offenders = [str(p) for p, text in sources.items() if re.search(pattern, text)]
+        assert not offenders, f"{pattern} in {offenders}"

@@ -153,10 +153,11 @@ def test_print_config_shows_the_callbacks_and_round_trips(folders, tmp_path, cap
     dumped = capsys.readouterr().out
     config = yaml.safe_load(dumped)
     assert config["report"]["enabled"] is False and config["online_knn"]["every_n_epochs"] == 1
-    assert config["checkpoint"]["monitor"] == "val/loss" and config["checkpoint"]["save_last"]
-    assert config["lr_monitor"]["logging_interval"] == "step"
-    loggers = [logger["class_path"].rsplit(".", 1)[1] for logger in config["trainer"]["logger"]]
-    assert loggers == ["TensorBoardLogger", "CSVLogger"]
+    checkpoint, lr_monitor = config["trainer"]["callbacks"]  # defaults, replaceable
+    assert checkpoint["class_path"].endswith("ModelCheckpoint")
+    assert checkpoint["init_args"]["monitor"] == "val/loss" and checkpoint["init_args"]["save_last"]
+    assert lr_monitor["init_args"]["logging_interval"] == "step"
+    assert config["trainer"]["logger"]["class_path"] == "cpc.loggers.RunLogger"
 
     path = tmp_path / "dumped.yaml"
     path.write_text(dumped)

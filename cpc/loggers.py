@@ -1,0 +1,67 @@
+"""One run folder per fit: TensorBoard events and a ``metrics.csv`` side by side.
+
+Two separate loggers each pick the next free ``version_N`` on their own, so the second one
+lands in the folder after the first's. :class:`RunLogger` is one logger (one version, chosen
+once, by TensorBoard) that also writes every logged value to ``metrics.csv`` in its folder, so
+curves are readable without TensorBoard (``cpc.viz`` and the notebook read the CSV).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from argparse import Namespace
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+
+class RunLogger(TensorBoardLogger):
+    """TensorBoard logger that mirrors metrics and hyperparameters into ``log_dir/metrics.csv``.
+
+    Args:
+        save_dir: parent of ``name/``; ``cpc fit`` links it to ``trainer.default_root_dir``.
+        name: experiment folder under ``save_dir``.
+        version: ``None`` takes the next free ``version_N``; an int or a folder name reuses it.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike = ".",
+        name: str = "lightning_logs",
+        version: int | str | None = None,
+    ) -> None:
+        super().__init__(save_dir, name=name, version=version)
+        self.csv: CSVLogger | None = None  # made on first use, once TensorBoard's folder exists
+
+    def _metrics_csv(self) -> CSVLogger:
+        if self.csv is None:
+            self.csv = CSVLogger(self.log_dir, name="", version="")  # writes into log_dir itself
+            with warnings.catch_warnings():  # the folder holds TensorBoard's files, not a CSV
+                warnings.filterwarnings("ignore", "Experiment logs directory .* is not empty")
+                self.csv.experiment  # noqa: B018 (creates the writer)
+        return self.csv
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        super().log_metrics(metrics, step)
+        self._metrics_csv().log_metrics(metrics, step)
+
+    @rank_zero_only
+    def log_hyperparams(
+        self, params: dict[str, Any] | Namespace, metrics: dict[str, Any] | None = None
+    ) -> None:
+        super().log_hyperparams(params, metrics)
+        self._metrics_csv().log_hyperparams(params)
+
+    @rank_zero_only
+    def save(self) -> None:
+        super().save()
+        self._metrics_csv().save()
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if self.csv is not None:
+            self.csv.finalize(status)
