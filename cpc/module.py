@@ -59,6 +59,17 @@ class CPCModule(L.LightningModule):
         self.tasks = nn.ModuleDict({task.name: task for task in built})
         self._last_batch_end: float | None = None
 
+    def setup(self, stage: str) -> None:
+        """Fail before the first step, in one line, when the data's channels are not the
+        encoder's (the data module knows them; the encoder's ``in_channels`` must follow)."""
+        data = getattr(self.trainer.datamodule, "num_channels", None)
+        model = getattr(self.encoder, "in_channels", None)
+        if data is not None and model is not None and data != model:
+            raise ValueError(
+                f"the data has {data} channels but the encoder expects {model}: set "
+                f"model.encoder.init_args.in_channels: {data}"
+            )
+
     def shared_step(self, images: torch.Tensor, stage: str) -> dict[str, torch.Tensor]:
         """Images ``(B, C, H, W)`` -> ``{stage/loss, stage/<task>/<metric>, ...}``."""
         metrics: dict[str, torch.Tensor] = {}

@@ -22,13 +22,7 @@ import lightning.pytorch as L
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from cpc.data.datasets import (
-    DATASETS,
-    TensorImageDataset,
-    find_classes,
-    load_image_folder,
-    load_split,
-)
+from cpc.data.datasets import TensorImageDataset
 
 Source = Literal["train", "test", "unlabeled"]
 EvalSplit = Literal["train", "val", "test"]
@@ -139,9 +133,6 @@ class ImageDataModule(L.LightningDataModule):
         return {p.source: p.indices for p in parts}
 
     # -- Lightning hooks ----------------------------------------------------------------
-    def prepare_data(self) -> None:
-        """Fetch files once per node (Debian copy or torchvision download; never apt)."""
-
     def setup(self, stage: str | None = None) -> None:
         """Load into memory the sources ``stage`` needs (``fit``, ``validate``, ``test``, None)."""
         needed: list[Source] = []
@@ -197,142 +188,3 @@ class ImageDataModule(L.LightningDataModule):
         if images.dtype != torch.uint8:
             raise TypeError(f"expected uint8 images from the loader, got {images.dtype}")
         return images.float().div_(255), labels
-
-
-class _TorchvisionDataModule(ImageDataModule):
-    """A dataset of :data:`cpc.data.datasets.DATASETS`, named by ``name``."""
-
-    name: str
-
-    @property
-    def num_channels(self) -> int:
-        return DATASETS[self.name].num_channels
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return DATASETS[self.name].image_size
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(DATASETS[self.name].class_names)
-
-    def prepare_data(self) -> None:
-        # imported here so that `python -m cpc.data.prepare` does not import itself twice
-        from cpc.data.prepare import prepare
-
-        prepare(self.name, self.root, allow_apt=False, allow_download=True)
-
-    def load_source(self, source: Source) -> tuple[torch.Tensor, torch.Tensor]:
-        # no download here: prepare_data runs on one process per node, setup on every rank
-        return load_split(self.name, self.root, source, download=False)
-
-
-class FashionMNISTDataModule(_TorchvisionDataModule):
-    """Fashion-MNIST (Xiao et al., 2017): 60k train / 10k test, 1x28x28, 10 classes."""
-
-    name = "fashion_mnist"
-
-
-class MNISTDataModule(_TorchvisionDataModule):
-    """MNIST: 60k train / 10k test, 1x28x28, 10 classes."""
-
-    name = "mnist"
-
-
-class CIFAR10DataModule(_TorchvisionDataModule):
-    """CIFAR-10: 50k train / 10k test, 3x32x32, 10 classes."""
-
-    name = "cifar10"
-
-
-class STL10DataModule(_TorchvisionDataModule):
-    """STL-10 (Coates et al., 2011): pretrain on 100k unlabeled + labelled train, 3x96x96.
-
-    ``val_size`` is held out of the 5k labelled train images (default 1000, leaving 4000 for
-    the probe); the unlabeled images are for pretraining only.
-    """
-
-    name = "stl10"
-    extra_pretrain_sources = ("unlabeled",)
-
-    def __init__(
-        self,
-        root: str = "data",
-        batch_size: int = 256,
-        val_size: int = 1000,
-        num_workers: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(root, batch_size, val_size, num_workers, seed)
-
-
-class ImageFolderDataModule(ImageDataModule):
-    """Your own images, ``root/<class>/<image>``, decoded once into memory at setup.
-
-    Suits small and medium folders (memory: ``N * channels * image_size**2`` bytes); unreadable
-    files are skipped with one warning (see :func:`cpc.data.datasets.load_image_folder`).
-
-    Args:
-        root: train folder, one sub-folder per class; class names = sorted folder names.
-        image_size: side S: shorter side resized to S, then center-cropped to S x S.
-        channels: 3 (RGB) or 1 (grayscale).
-        test_root: optional test folder with the same layout (class folders a subset of root's).
-        batch_size: images per batch.
-        val_size: held out of ``root`` for validation: a fraction if < 1 (default 10%), else a
-            number of images.
-        num_workers: DataLoader workers (None = auto, see :class:`ImageDataModule`).
-        seed: seed of the train/val split.
-    """
-
-    def __init__(
-        self,
-        root: str = "data/images",
-        image_size: int = 64,
-        channels: int = 3,
-        test_root: str | None = None,
-        batch_size: int = 256,
-        val_size: float = 0.1,
-        num_workers: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        if channels not in (1, 3) or image_size < 1:
-            raise ValueError(
-                f"need channels 1 or 3 and image_size >= 1, got {channels}, {image_size}"
-            )
-        super().__init__(root, batch_size, 0, num_workers, seed)
-        self.val_size = val_size
-        self.test_root = test_root
-        self._image_size = image_size
-        self._channels = channels
-        self._class_names: list[str] | None = None
-
-    @property
-    def num_channels(self) -> int:
-        return self._channels
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return (self._image_size, self._image_size)
-
-    @property
-    def class_names(self) -> list[str]:
-        """Sorted class folder names of ``root`` (read on first use; no image is decoded)."""
-        if self._class_names is None:
-            self._class_names = find_classes(self.root)
-        return self._class_names
-
-    def _num_val(self, n: int) -> int:
-        k = round(self.val_size * n) if self.val_size < 1 else int(self.val_size)
-        if not 0 <= k < n:
-            raise ValueError(f"val_size={self.val_size} must hold out 0 to {n - 1} of {n} images")
-        return k
-
-    def setup(self, stage: str | None = None) -> None:
-        """As the base's; ``stage=None`` skips the test split when there is no test_root."""
-        super().setup("fit" if stage is None and self.test_root is None else stage)
-
-    def load_source(self, source: Source) -> tuple[torch.Tensor, torch.Tensor]:
-        if source == "test" and self.test_root is None:
-            raise ValueError("ImageFolderDataModule has no test split: set test_root")
-        folder = self.test_root if source == "test" else self.root
-        return load_image_folder(folder, self._image_size, self._channels, self.class_names)

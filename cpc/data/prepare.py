@@ -1,9 +1,13 @@
-"""Put a dataset's files where torchvision expects them under ``root``.
+"""Fetching: put a dataset's files where torchvision expects them under ``root``.
+
+What to fetch is the data module class's (:mod:`cpc.data.catalog`): its ``folder`` and
+``files``, its ``fetch`` (torchvision's download) and its Debian package.
 
 Order, stopping at the first that works:
 
 1. the files are already there: nothing to do;
-2. a Debian package's copy is installed (``/usr/share/datasets/fashion-mnist``): gunzip it;
+2. a Debian package's copy is installed (the class's ``debian_dir``, e.g.
+   ``/usr/share/datasets/fashion-mnist``): gunzip it;
 3. only with ``allow_apt`` (the command line sets it; library code never does): as root,
    ``apt-get install -y dataset-fashion-mnist``, then 2;
 4. ``allow_download``: torchvision's download (needs the internet);
@@ -25,33 +29,84 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cpc.data.datasets import (
-    DATASETS,
-    DatasetNotFoundError,
-    download,
-    missing_files,
-    not_found_error,
-)
+from cpc.data.catalog import TorchvisionDataModule, registry
+from cpc.data.datasets import DatasetNotFoundError
 
 log = logging.getLogger(__name__)
 
-#: Where Debian packages install each dataset (gzipped idx files), by dataset name.
-DEBIAN_DIRS: dict[str, Path] = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
+Dataset = type[TorchvisionDataModule]
 
 
-def copy_from_debian(name: str, root: str | os.PathLike, source: Path | None = None) -> bool:
-    """Gunzip the Debian package's files of ``name`` into torchvision's folder under ``root``.
+def dataset_class(name: str | Dataset) -> Dataset:
+    """The data module class of a dataset name (``fashion_mnist``, ...) or the class itself."""
+    if isinstance(name, type):
+        return name
+    known = registry()
+    if name not in known:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(known)}")
+    return known[name]
+
+
+def missing_files(dataset: Dataset, root: str | os.PathLike) -> list[str]:
+    """Files of ``dataset`` that torchvision would read but are not under ``root``."""
+    folder = Path(root) / dataset.folder
+    return [f for f in dataset.files if not (folder / f).is_file()]
+
+
+def not_found_error(dataset: Dataset, root: str | os.PathLike, reason: str) -> DatasetNotFoundError:
+    """The one-line error for a missing dataset: what is missing, where, and what to run."""
+    missing = missing_files(dataset, root) or list(dataset.files)
+    more = f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""
+    fix = f"python -m cpc.data.prepare {dataset.name} --root {root}"
+    if dataset.debian_package:
+        apt = f"apt-get install {dataset.debian_package} && {fix}"
+        how = f"run `{apt}`, or connect to the internet and run `{fix}`"
+    else:
+        how = (
+            f"connect to the internet and run `{fix}`, or copy the files there (see data/README.md)"
+        )
+    where = Path(root) / dataset.folder
+    return DatasetNotFoundError(
+        f"{dataset.title} not found: missing {missing[0]}{more} in {where} ({reason}); {how}"
+    )
+
+
+def download(dataset: Dataset, root: str | os.PathLike) -> Path:
+    """Download ``dataset`` with torchvision unless its files are already there.
+
+    Returns:
+        The folder holding the files.
+
+    Raises:
+        DatasetNotFoundError: the download failed (e.g. offline); torchvision's traceback is
+            replaced by one line saying what to run.
+    """
+    root = str(root)
+    if missing_files(dataset, root):
+        try:
+            dataset.fetch(root)
+        except Exception as err:  # any failure (URLError, md5 mismatch, disk) -> one clear line
+            lines = str(err).strip().splitlines() or [type(err).__name__]
+            reason = f"download failed: {lines[-1][:100]}"  # torchvision's last line: the cause
+            raise not_found_error(dataset, root, reason) from None
+        if missing_files(dataset, root):
+            raise not_found_error(dataset, root, "download finished but files are still missing")
+    return Path(root) / dataset.folder
+
+
+def copy_from_debian(dataset: Dataset, root: str | os.PathLike) -> bool:
+    """Gunzip the Debian package's files of ``dataset`` into torchvision's folder under ``root``.
 
     Returns:
         True if all files are now there; False if there is no Debian copy of them.
     """
-    source = source or DEBIAN_DIRS.get(name)
+    source = dataset.debian_dir
     if source is None:
         return False
-    gzipped = [source / f"{f}.gz" for f in missing_files(name, root)]
+    gzipped = [Path(source) / f"{f}.gz" for f in missing_files(dataset, root)]
     if not all(p.is_file() for p in gzipped):
         return False
-    folder = Path(root) / DATASETS[name].folder
+    folder = Path(root) / dataset.folder
     folder.mkdir(parents=True, exist_ok=True)
     for src in gzipped:
         dst = folder / src.stem
@@ -59,8 +114,8 @@ def copy_from_debian(name: str, root: str | os.PathLike, source: Path | None = N
         with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
             shutil.copyfileobj(fin, fout)
         tmp.replace(dst)
-    log.info("copied %s from %s to %s", name, source, folder)
-    return not missing_files(name, root)
+    log.info("copied %s from %s to %s", dataset.name, source, folder)
+    return not missing_files(dataset, root)
 
 
 def apt_install(package: str) -> bool:
@@ -81,12 +136,13 @@ def apt_install(package: str) -> bool:
 
 
 def prepare(
-    name: str, root: str = "data", allow_apt: bool = False, allow_download: bool = True
+    dataset: str | Dataset, root: str = "data", allow_apt: bool = False, allow_download: bool = True
 ) -> Path:
-    """Make dataset ``name``'s files exist under ``root`` (see the module docstring for the order).
+    """Make a dataset's files exist under ``root`` (see the module docstring for the order).
 
     Args:
-        name: one of ``fashion_mnist``, ``mnist``, ``cifar10``, ``stl10``.
+        dataset: a name (``fashion_mnist``, ``mnist``, ``cifar10``, ``stl10``, or any other
+            :class:`~cpc.data.catalog.TorchvisionDataModule`'s) or the class itself.
         root: data folder, as given to the datamodule.
         allow_apt: may run ``apt-get install`` of the dataset's Debian package (root only).
         allow_download: may download with torchvision.
@@ -97,38 +153,16 @@ def prepare(
     Raises:
         DatasetNotFoundError: nothing worked; the message says what to run.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    info = DATASETS[name]
-    folder = Path(root) / info.folder
-    if not missing_files(name, root) or copy_from_debian(name, root):
+    dataset = dataset_class(dataset)
+    folder = Path(root) / dataset.folder
+    if not missing_files(dataset, root) or copy_from_debian(dataset, root):
         return folder
-    apt_ok = allow_apt and info.debian_package and apt_install(info.debian_package)
-    if apt_ok and copy_from_debian(name, root):
+    apt_ok = allow_apt and dataset.debian_package and apt_install(dataset.debian_package)
+    if apt_ok and copy_from_debian(dataset, root):
         return folder
     if allow_download:
-        return download(name, root)
-    raise not_found_error(name, root, "no local copy and download not allowed")
-
-
-def prepare_fashion_mnist(root: str = "data", allow_apt: bool = False) -> Path:
-    """Fashion-MNIST under ``root/FashionMNIST/raw`` (Debian copy, apt, then download)."""
-    return prepare("fashion_mnist", root, allow_apt=allow_apt)
-
-
-def prepare_mnist(root: str = "data") -> Path:
-    """MNIST under ``root/MNIST/raw`` (download)."""
-    return prepare("mnist", root)
-
-
-def prepare_cifar10(root: str = "data") -> Path:
-    """CIFAR-10 under ``root/cifar-10-batches-py`` (download, 170 MB)."""
-    return prepare("cifar10", root)
-
-
-def prepare_stl10(root: str = "data") -> Path:
-    """STL-10 under ``root/stl10_binary`` (download, 2.6 GB)."""
-    return prepare("stl10", root)
+        return download(dataset, root)
+    raise not_found_error(dataset, root, "no local copy and download not allowed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cpc.data.prepare", description="Put a dataset's files under --root."
     )
-    parser.add_argument("name", choices=sorted(DATASETS), help="dataset to prepare")
+    parser.add_argument("name", choices=sorted(registry()), help="dataset to prepare")
     parser.add_argument("--root", default="data", help="data folder (default: data)")
     parser.add_argument("--no-apt", action="store_true", help="never run apt-get install")
     parser.add_argument("--no-download", action="store_true", help="never download")
@@ -147,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"{DATASETS[args.name].title} is in {folder}")
+    print(f"{dataset_class(args.name).title} is in {folder}")
     return 0
 
 

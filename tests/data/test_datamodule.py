@@ -119,7 +119,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
     for module in (tvd.mnist, tvd.cifar, tvd.stl10):
         monkeypatch.setattr(module, "download_and_extract_archive", offline)
-    monkeypatch.setitem(prepare_mod.DEBIAN_DIRS, "fashion_mnist", tmp_path / "no-debian")
+    monkeypatch.setattr(FashionMNISTDataModule, "debian_dir", tmp_path / "no-debian")
 
 
 # -- properties, batches, float conversion --------------------------------------------------
@@ -294,7 +294,7 @@ def test_prepare_copies_the_debian_files(tmp_path, monkeypatch, no_network):
     for name, array in _mnist_arrays().items():
         _write_idx(tmp_path / name, array)
         (debian / f"{name}.gz").write_bytes(gzip.compress((tmp_path / name).read_bytes()))
-    monkeypatch.setitem(prepare_mod.DEBIAN_DIRS, "fashion_mnist", debian)
+    monkeypatch.setattr(FashionMNISTDataModule, "debian_dir", debian)
     assert prepare_mod.main(["fashion_mnist", "--root", str(tmp_path / "data"), "--no-apt"]) == 0
     dm = FashionMNISTDataModule(root=str(tmp_path / "data"), val_size=50)
     dm.setup("test")
