@@ -6,12 +6,37 @@ functions on features) -> report.py (both, against random-init and pixel baselin
 callbacks.py (online kNN during training, the report at the end of fit).
 """
 
-from cpc.eval.callbacks import EvaluationReport, OnlineKNN
-from cpc.eval.features import extract_feature_sets, extract_features, pixel_features, pool_grid
-from cpc.eval.knn import knn_accuracy, knn_predict
-from cpc.eval.linear_probe import LinearClassifier, linear_probe
-from cpc.eval.protocol import EvalData, EvalProtocol
-from cpc.eval.report import evaluate, evaluate_encoder, format_report, random_init, write_report
+import importlib
+from typing import Any
+
+#: public name -> submodule; imported on first use, so ``import cpc.eval.features`` loads
+#: neither faiss (knn) nor torchmetrics (linear_probe) nor Lightning (callbacks)
+_EXPORTS = {
+    "EvaluationReport": "callbacks",
+    "OnlineKNN": "callbacks",
+    "extract_feature_sets": "features",
+    "extract_features": "features",
+    "pixel_features": "features",
+    "pool_grid": "features",
+    "knn_accuracy": "knn",
+    "knn_predict": "knn",
+    "LinearClassifier": "linear_probe",
+    "linear_probe": "linear_probe",
+    "EvalData": "protocol",
+    "EvalProtocol": "protocol",
+    "evaluate": "report",
+    "evaluate_encoder": "report",
+    "format_report": "report",
+    "random_init": "report",
+    "write_report": "report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cpc.eval' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"cpc.eval.{_EXPORTS[name]}"), name)
+
 
 __all__ = [
     "EvalData",

@@ -10,7 +10,6 @@ functions below so that the plots stay light.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -73,15 +72,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def random_init_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
-    """A copy of ``encoder`` with fresh weights: every submodule's ``reset_parameters()`` under
-    ``seed``, the global RNG left as it was. The baseline that shows what training bought."""
-    clone = copy.deepcopy(encoder)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for module in clone.modules():
-            if callable(getattr(module, "reset_parameters", None)):
-                module.reset_parameters()
-    return clone.eval()
+    """The report's random-init baseline (:func:`cpc.eval.report.random_init`), in eval mode."""
+    from cpc.eval.report import random_init
+
+    return random_init(encoder, seed).eval()
 
 
 def make_datamodule(

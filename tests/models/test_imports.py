@@ -16,3 +16,19 @@ def test_plain_torch_layers_import_no_framework(module):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert loaded == [], f"importing {module} loaded {loaded}"
+
+
+def test_eval_features_import_no_faiss_torchmetrics_or_lightning():
+    code = (
+        f"import sys, cpc.eval.features; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert loaded == [], f"importing cpc.eval.features loaded {loaded}"
+
+
+def test_cpc_eval_exports_resolve():
+    import cpc.eval
+
+    assert all(getattr(cpc.eval, name) for name in cpc.eval.__all__)
