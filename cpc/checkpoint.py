@@ -1,11 +1,14 @@
-"""Load the pretrained encoder out of a ``cpc fit`` checkpoint, for use without Lightning."""
+"""Read a ``cpc fit`` checkpoint: its pretrained encoder (for use without Lightning) and the
+config of the run that wrote it."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 
@@ -39,3 +42,16 @@ def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cp
 
     module = CPCModule.load_from_checkpoint(path, map_location=map_location)
     return module.encoder.eval()
+
+
+def run_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``config.yaml`` of the run that wrote checkpoint ``path`` (LightningCLI saves it in
+    the log dir, which holds ``checkpoints/``), searched in the checkpoint's folder and two
+    folders up; ``{}`` if there is none. Its ``data`` and ``report`` sections give the data
+    module and the evaluation protocol of ``cpc eval`` and ``cpc.viz``."""
+    path = Path(path)
+    for folder in [path.parent, *list(path.parents)[1:3]]:
+        config = folder / "config.yaml"
+        if config.is_file():
+            return yaml.safe_load(config.read_text()) or {}
+    return {}

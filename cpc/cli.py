@@ -34,7 +34,7 @@ import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from cpc.checkpoint import load_encoder
+from cpc.checkpoint import load_encoder, run_config
 from cpc.data.datamodule import ImageDataModule
 from cpc.data.datasets import DatasetNotFoundError
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
@@ -186,10 +186,10 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
     ckpt = Path(cfg.ckpt_path)
     if not ckpt.is_file():
         raise SystemExit(f"cpc eval: error: checkpoint not found: {ckpt}")
-    run_config = _run_config(ckpt)
+    run = run_config(ckpt)
     report_defaults = {
         key: value
-        for key, value in (run_config.get("report") or {}).items()
+        for key, value in (run.get("report") or {}).items()
         if key in protocol_names() and value is not None
     }
     if report_defaults:  # the run's report settings, unless given on the command line
@@ -197,8 +197,8 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
         cfg = parser.parse_args(args)
     if cfg.data is not None:
         datamodule = parser.instantiate_classes(cfg).data
-    elif run_config.get("data"):
-        datamodule = _instantiate_data(run_config["data"])
+    elif run.get("data"):
+        datamodule = ImageDataModule.from_config(run["data"])
     else:
         raise SystemExit(
             f"cpc eval: error: no config.yaml with a data section near {ckpt}: pass --data "
@@ -219,23 +219,6 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
     write_report(report, out)
     print(format_report(report))  # the command's output
     return report
-
-
-def _run_config(ckpt: Path) -> dict[str, Any]:
-    """The run's ``config.yaml`` (saved by LightningCLI in the log dir, which holds
-    ``checkpoints/``), searched in the checkpoint's folder and two folders up; ``{}`` if none."""
-    for folder in [ckpt.parent, *list(ckpt.parents)[1:3]]:
-        config = folder / "config.yaml"
-        if config.is_file():
-            return yaml.safe_load(config.read_text()) or {}
-    return {}
-
-
-def _instantiate_data(data: Any) -> ImageDataModule:
-    parser = ArgumentParser()
-    parser.add_subclass_arguments(ImageDataModule, "data")
-    cfg = parser.parse_object({"data": data})
-    return parser.instantiate_classes(cfg).data
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ Batches stay uint8 through the DataLoader (4x less to copy) and become float32 i
 from __future__ import annotations
 
 import os
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import lightning.pytorch as L
 import torch
@@ -62,6 +63,17 @@ class ImageDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self._sources: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @staticmethod
+    def from_config(data: str | Mapping[str, Any]) -> ImageDataModule:
+        """The data module a config's ``data:`` section names, read as ``cpc fit`` reads it: a
+        class path (``"cpc.data.MNISTDataModule"``) or ``{"class_path": ..., "init_args":
+        {...}}`` (e.g. the ``data`` of a run's ``config.yaml``)."""
+        from jsonargparse import ArgumentParser
+
+        parser = ArgumentParser()
+        parser.add_subclass_arguments(ImageDataModule, "data")
+        return parser.instantiate_classes(parser.parse_object({"data": data})).data
 
     # -- what the model needs before setup -------------------------------------------------
     @property

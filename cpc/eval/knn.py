@@ -19,6 +19,9 @@ Two backends share one signature and give the same scores (ties aside): ``"faiss
 Shape letters: ``N`` training features, ``Q`` queries, ``D`` feature dim, ``C`` classes,
 ``k`` neighbours.
 
+:func:`knn_neighbours` is the search alone (the neighbours' indices and similarities), which
+:func:`knn_predict` turns into votes.
+
 Example:
     >>> scores = knn_predict(train_f, train_y, test_f, num_classes=10)  # (Q, C)
     >>> knn_accuracy(train_f, train_y, test_f, test_y, num_classes=10)
@@ -98,9 +101,50 @@ def knn_predict(
             unknown backend.
     """
     _check_inputs(train_features, train_labels, query_features, num_classes, k, temperature)
+    k = min(k, train_features.shape[0])
+    sims, indices = knn_neighbours(
+        train_features, query_features, k, backend, batch_size, standardize
+    )
+    weights = torch.exp((sims - sims[:, :1]) / temperature)  # (Q, k), nearest has weight 1
+    device = query_features.device
+    neighbour_labels = train_labels.to(device, torch.long)[indices]  # (Q, k)
+    scores = torch.zeros(query_features.shape[0], num_classes, device=device)
+    return scores.scatter_add_(1, neighbour_labels, weights)  # (Q, C)
+
+
+def knn_neighbours(
+    train_features: torch.Tensor,
+    query_features: torch.Tensor,
+    k: int = DEFAULT.k,
+    backend: Backend = "faiss",
+    batch_size: int = 4096,
+    standardize: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each query's ``k`` most cosine-similar training features, nearest first: the search
+    behind :func:`knn_predict`, for anyone who wants the neighbours themselves.
+
+    Args:
+        train_features, query_features, backend, batch_size, standardize: as in
+            :func:`knn_predict`.
+        k: neighbours per query, in ``[1, N]``.
+
+    Returns:
+        ``(similarities, indices)``: cosine similarities (float32) and row indices into
+        ``train_features`` (int64), on the queries' device.
+
+    Shape:
+        - train_features: ``(N, D)``; query_features: ``(Q, D)``
+        - output: ``(Q, k)`` each
+
+    Raises:
+        ValueError: on features that are not 2-D or differ in ``D``, ``k`` outside
+            ``[1, N]``, ``batch_size < 1`` or an unknown backend.
+    """
+    _check_features(train_features, query_features)
+    if not 1 <= k <= len(train_features):
+        raise ValueError(f"k must be in [1, {len(train_features)}] (the bank size), got {k}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    k = min(k, train_features.shape[0])
     train, query = train_features.float(), query_features.float()
     if standardize:
         mean, std = standardization(train)  # (D,) each
@@ -112,11 +156,7 @@ def knn_predict(
         sims, indices = _search_torch(train, query, k, batch_size)
     else:
         raise ValueError(f"backend must be 'faiss' or 'torch', got {backend!r}")
-    sims, indices = sims.to(query.device), indices.to(query.device)  # (Q, k) each
-    weights = torch.exp((sims - sims[:, :1]) / temperature)  # (Q, k), nearest has weight 1
-    neighbour_labels = train_labels.to(query.device, torch.long)[indices]  # (Q, k)
-    scores = torch.zeros(query.shape[0], num_classes, device=query.device)
-    return scores.scatter_add_(1, neighbour_labels, weights)  # (Q, C)
+    return sims.to(query.device), indices.to(query.device)  # (Q, k) each
 
 
 def knn_accuracy(
@@ -215,16 +255,7 @@ def _check_inputs(
     temperature: float,
 ) -> None:
     """Raise a one-line ValueError naming the first bad argument."""
-    if train_features.ndim != 2 or query_features.ndim != 2:
-        raise ValueError(
-            "features must be 2-D (N, D), got train_features "
-            f"{tuple(train_features.shape)} and query_features {tuple(query_features.shape)}"
-        )
-    if train_features.shape[1] != query_features.shape[1]:
-        raise ValueError(
-            f"feature dims differ: train_features has D={train_features.shape[1]}, "
-            f"query_features has D={query_features.shape[1]}"
-        )
+    _check_features(train_features, query_features)
     if train_features.shape[0] == 0:
         raise ValueError("train_features is empty: kNN needs at least one labelled feature")
     if train_labels.shape != (train_features.shape[0],):
@@ -248,3 +279,17 @@ def _check_inputs(
         raise ValueError(f"k must be >= 1, got {k}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
+def _check_features(train_features: torch.Tensor, query_features: torch.Tensor) -> None:
+    """Raise a one-line ValueError unless both are 2-D with the same feature dim ``D``."""
+    if train_features.ndim != 2 or query_features.ndim != 2:
+        raise ValueError(
+            "features must be 2-D (N, D), got train_features "
+            f"{tuple(train_features.shape)} and query_features {tuple(query_features.shape)}"
+        )
+    if train_features.shape[1] != query_features.shape[1]:
+        raise ValueError(
+            f"feature dims differ: train_features has D={train_features.shape[1]}, "
+            f"query_features has D={query_features.shape[1]}"
+        )

@@ -1,9 +1,10 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from cpc.eval.knn import knn_accuracy, knn_predict
+from cpc.eval.knn import knn_accuracy, knn_neighbours, knn_predict
 
 BACKENDS = ["faiss", "torch"]
 
@@ -150,3 +151,30 @@ def test_standardize_lets_every_dimension_count():
     standardized = knn_accuracy(train, labels[:800], query, labels[800:], 2, standardize=True)
     assert raw["top1"] < 0.75
     assert standardized["top1"] > 0.95
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knn_neighbours_is_cosine_top_k(backend):
+    rng = np.random.default_rng(0)
+    bank, query = rng.normal(size=(30, 5)), rng.normal(size=(4, 5))
+    sims, idx = knn_neighbours(
+        torch.from_numpy(bank), torch.from_numpy(query * 7), k=3, backend=backend
+    )  # scale-invariant
+    cos = (query / np.linalg.norm(query, axis=1, keepdims=True)) @ (
+        bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    ).T
+    np.testing.assert_array_equal(idx.numpy(), np.argsort(-cos, axis=1)[:, :3])
+    np.testing.assert_allclose(sims.numpy(), -np.sort(-cos, axis=1)[:, :3], rtol=1e-5)
+    with pytest.raises(ValueError, match=r"k must be in \[1, 30\]"):
+        knn_neighbours(torch.from_numpy(bank), torch.from_numpy(query), k=31)
+
+
+def test_knn_neighbours_standardize_ranks_the_standardised_features():
+    torch.manual_seed(0)
+    bank, query = torch.randn(50, 6) * torch.tensor([100.0, 1, 1, 1, 1, 1]), torch.randn(5, 6)
+    mean, std = bank.mean(0), bank.std(0)
+    _, expected = knn_neighbours((bank - mean) / std, (query - mean) / std, k=4)
+    _, idx = knn_neighbours(bank, query, k=4, standardize=True)
+    assert torch.equal(idx, expected)
+    _, raw = knn_neighbours(bank, query, k=4)
+    assert not torch.equal(raw, expected)  # the large first dimension dominates raw cosine
