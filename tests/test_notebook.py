@@ -1,5 +1,6 @@
 """notebooks/embeddings.ipynb and its script twin `python -m cpc.viz`, run on a tiny checkpoint."""
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -29,6 +30,12 @@ def write_folder(root: Path, n_per_class: int, seed: int) -> Path:
     return root
 
 
+def folder_data(train: Path, test: Path) -> dict:
+    """The image folders as a config's data section (default val_size: 22 train images)."""
+    init_args = {"root": str(train), "test_root": str(test), "image_size": 28, "channels": 1}
+    return {"class_path": "cpc.data.ImageFolderDataModule", "init_args": init_args}
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(checkpoint, train folder, test folder) of a 1-epoch fit of a width-8 encoder."""
@@ -44,9 +51,7 @@ def test_notebook_runs_top_to_bottom_and_saves_figures(tiny_run, tmp_path, monke
     out = tmp_path / "figures"
     env = {
         "CPC_CHECKPOINT": str(ckpt.parents[2]),  # a run folder: its newest checkpoint is used
-        "CPC_DATASET": "folder",
-        "CPC_ROOT": str(train),
-        "CPC_TEST_ROOT": str(test),
+        "CPC_DATA": json.dumps(folder_data(train, test)),
         "CPC_SAMPLE": "12",
         "CPC_BANK": "100",  # more than the 22 train images (24 less 10% val): all are used
         "CPC_METHOD": "pca",
@@ -76,9 +81,11 @@ def test_script_writes_the_same_figures(tiny_run, tmp_path):
     paths = viz.main(
         [
             f"--ckpt_path={ckpt}",
-            "--data=folder",
-            f"--root={train}",
-            f"--test_root={test}",
+            "--data=cpc.data.ImageFolderDataModule",
+            f"--data.root={train}",
+            f"--data.test_root={test}",
+            "--data.image_size=28",
+            "--data.channels=1",
             f"--out={out}",
             "--sample=12",
             "--bank=100",
@@ -93,3 +100,13 @@ def test_script_writes_the_same_figures(tiny_run, tmp_path):
     table = (out / "knn_per_class.txt").read_text().splitlines()
     assert table[0].split() == ["class", "n", "trained", "random", "init"]
     assert [row.split()[:2] for row in table[2:]] == [["bright", "6"], ["dark", "6"], ["all", "12"]]
+
+
+def test_the_data_module_defaults_to_the_runs_own(tiny_run):
+    ckpt, train, _ = tiny_run
+    dm = viz.run_datamodule(ckpt)  # the data section of the run's config.yaml
+    assert type(dm).__name__ == "ImageFolderDataModule"
+    assert (dm.root, dm.val_size, dm.batch_size) == (str(train), 0.25, 8)
+    assert viz.run_protocol(ckpt).knn_standardize is True
+    with pytest.raises(ValueError, match="no config.yaml with a data section"):
+        viz.run_datamodule(ckpt.parents[3] / "elsewhere.ckpt")

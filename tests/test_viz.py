@@ -102,18 +102,6 @@ def test_embedding_map_rejects_bad_labels_and_method():
         viz.embedding_map(features[:11], labels, CLASSES, method="pca")
 
 
-def test_nearest_neighbours_is_cosine_top_k():
-    rng = np.random.default_rng(0)
-    bank, query = rng.normal(size=(30, 5)), rng.normal(size=(4, 5))
-    idx = viz.nearest_neighbours(torch.from_numpy(bank), query * 7, k=3)  # scale-invariant
-    cos = (query / np.linalg.norm(query, axis=1, keepdims=True)) @ (
-        bank / np.linalg.norm(bank, axis=1, keepdims=True)
-    ).T
-    np.testing.assert_array_equal(idx, np.argsort(-cos, axis=1)[:, :3])
-    with pytest.raises(ValueError, match=r"k must be in \[1, 30\]"):
-        viz.nearest_neighbours(bank, query, k=31)
-
-
 def test_pick_queries_takes_classes_in_turn():
     labels = np.array([0] * 10 + [1] * 3 + [2] * 1)
     for seed in range(3):

@@ -1,22 +1,24 @@
 """See what an encoder learned: 2-D maps, nearest neighbours, training curves, per-class kNN.
 
 The plots behind ``notebooks/embeddings.ipynb`` and its plain-script twin
-``python -m cpc.viz --ckpt_path CKPT --data fashion_mnist --root data --out figures``,
-one module per kind of figure:
+``python -m cpc.viz --ckpt_path CKPT --out figures`` (the run's own data, or ``--data
+cpc.data.MNISTDataModule --data.root data`` as in ``cpc fit``), one module per kind of figure:
 
 - :mod:`~cpc.viz.embedding`: :func:`embedding_map`, the features in 2-D, coloured by class:
   UMAP (McInnes et al., 2018) when ``umap-learn`` is installed, else t-SNE (van der Maaten &
   Hinton, 2008) from scikit-learn, else PCA (numpy); the method is in the title.
 - :mod:`~cpc.viz.neighbours`: :func:`neighbour_grid`, query images, each followed by its top-k
-  cosine neighbours (faiss) from the train set; neighbours of another class get a red frame.
+  neighbours from the train set (:func:`cpc.eval.knn.knn_neighbours`, the report's kNN
+  search); neighbours of another class get a red frame.
 - :mod:`~cpc.viz.curves`: :func:`plot_training_curves`, loss, contrastive accuracy, the InfoNCE
   mutual-information bound ``log N - L`` (van den Oord et al., 2018, eq. 10) and the online kNN
   accuracy, from a run's ``metrics.csv`` (or its TensorBoard events).
 - :mod:`~cpc.viz.classes`: :func:`per_class_knn_table` and :func:`confusion_matrix_figure`, the
   weighted kNN classifier of Wu et al. (2018) / DINO (:func:`cpc.eval.knn.knn_predict`), class
   by class.
-- :mod:`~cpc.viz.sample`: from a checkpoint and a dataset to a :class:`FeatureSample` (images,
-  labels and every encoder's features) that the figures take.
+- :mod:`~cpc.viz.sample`: from a checkpoint and a data module (the run's own by default) to a
+  :class:`FeatureSample` (images, labels and every encoder's features, by
+  :mod:`cpc.eval.features`) that the figures take.
 - :mod:`~cpc.viz.script`: :func:`run` writes every figure for one checkpoint; :func:`main` is
   its command line (``python -m cpc.viz``, :mod:`cpc.viz.__main__`).
 - :mod:`~cpc.viz._common`: the ``Panels`` input and PNG saving, shared by the figures.
@@ -52,27 +54,23 @@ from cpc.viz.curves import (
 from cpc.viz.embedding import Method, embed_2d, embedding_map
 from cpc.viz.neighbours import (
     MISMATCH_COLOUR,
-    nearest_neighbours,
     neighbour_grid,
     neighbours_figure,
     pick_queries,
 )
 from cpc.viz.sample import (
-    DATASET_MODULES,
-    Data,
     FeatureSample,
-    make_datamodule,
     random_init_like,
     resolve_checkpoint,
+    run_datamodule,
+    run_protocol,
     sample_features,
 )
 from cpc.viz.script import main, run
 
 __all__ = [
     "CURVE_PANELS",
-    "DATASET_MODULES",
     "MISMATCH_COLOUR",
-    "Data",
     "FeatureSample",
     "Method",
     "Panels",
@@ -85,8 +83,6 @@ __all__ = [
     "format_table",
     "knn_predictions",
     "main",
-    "make_datamodule",
-    "nearest_neighbours",
     "neighbour_grid",
     "neighbours_figure",
     "per_class_knn_table",
@@ -96,6 +92,8 @@ __all__ = [
     "read_metrics",
     "resolve_checkpoint",
     "run",
+    "run_datamodule",
+    "run_protocol",
     "sample_features",
     "save_figure",
 ]

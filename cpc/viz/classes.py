@@ -103,10 +103,13 @@ def confusion_matrix_figure(
     return _maybe_save(fig, save)
 
 
-def knn_predictions(sample: FeatureSample, k: int = 20) -> dict[str, np.ndarray]:
+def knn_predictions(
+    sample: FeatureSample, k: int = 20, standardize: bool = True
+) -> dict[str, np.ndarray]:
     """Each encoder's weighted-kNN class ``(Q,)`` for the queries, the bank as labelled set
     (:func:`cpc.eval.knn.knn_predict`, DINO's ``k=20``, ``T=0.07``), on features standardised
-    with the bank's statistics, as the evaluation report does."""
+    with the bank's statistics as the evaluation report does, unless ``standardize`` is False
+    (pass the run's ``EvalProtocol.knn_standardize``)."""
     from cpc.eval.knn import knn_predict
 
     bank_labels = torch.from_numpy(sample.bank_labels)
@@ -117,7 +120,7 @@ def knn_predictions(sample: FeatureSample, k: int = 20) -> dict[str, np.ndarray]
             torch.from_numpy(sample.query_features[name]),
             num_classes=len(sample.class_names),
             k=k,
-            standardize=True,
+            standardize=standardize,
         )
         .argmax(dim=1)
         .numpy()

@@ -1,6 +1,7 @@
-"""Nearest neighbours: exact cosine search (faiss) and the query | neighbours image grid.
+"""Nearest neighbours: the query | neighbours image grid.
 
-:func:`neighbour_grid` draws any images it is given; :func:`neighbours_figure` searches a
+:func:`neighbour_grid` draws any images it is given; :func:`neighbours_figure` takes the
+neighbours of :func:`cpc.eval.knn.knn_neighbours` (the search behind the report's kNN) in a
 :class:`~cpc.viz.sample.FeatureSample`'s train bank and draws one grid per encoder.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import faiss
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -18,21 +18,6 @@ from cpc.viz._common import Panels, _as_numpy, _maybe_save, _panels
 from cpc.viz.sample import FeatureSample
 
 MISMATCH_COLOUR = "tab:red"
-
-
-def nearest_neighbours(
-    bank_features: np.ndarray | torch.Tensor, query_features: np.ndarray | torch.Tensor, k: int
-) -> np.ndarray:
-    """Indices ``(Q, k)`` of each query's ``k`` most cosine-similar bank rows, nearest first.
-
-    An exact faiss ``IndexFlatIP`` on L2-normalised ``(N, F)`` / ``(Q, F)`` features.
-    """
-    bank, query = _normalised(bank_features), _normalised(query_features)
-    if not 1 <= k <= len(bank):
-        raise ValueError(f"k must be in [1, {len(bank)}] (the bank size), got {k}")
-    index = faiss.IndexFlatIP(bank.shape[1])
-    index.add(bank)
-    return index.search(query, k)[1]  # (Q, k)
 
 
 def pick_queries(labels: np.ndarray | torch.Tensor, n: int, seed: int = 0) -> np.ndarray:
@@ -117,28 +102,29 @@ def _name(class_names: Sequence[str] | None, label: int) -> str:
     return str(label) if class_names is None else class_names[int(label)]
 
 
-def _normalised(features: np.ndarray | torch.Tensor) -> np.ndarray:
-    x = np.ascontiguousarray(_as_numpy(features), dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"features must be 2-D (N, F), got shape {x.shape}")
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def neighbours_figure(
     sample: FeatureSample,
     queries: int = 8,
     k: int = 8,
     seed: int = 0,
+    standardize: bool = True,
     save: str | Path | None = None,
 ) -> Figure:
     """:func:`neighbour_grid` for ``queries`` test images (classes in turn), one grid per
-    encoder, neighbours searched in the train bank with faiss."""
+    encoder: each query's ``k`` nearest train-bank images by the report's kNN search
+    (:func:`cpc.eval.knn.knn_neighbours`: cosine, on features standardised with the bank's
+    statistics unless ``standardize`` is False; pass the run's
+    ``EvalProtocol.knn_standardize``)."""
+    from cpc.eval.knn import knn_neighbours
+
     picked = pick_queries(sample.query_labels, queries, seed)  # (q,)
     images, labels = {}, {}
     for name, query_f in sample.query_features.items():
-        idx = nearest_neighbours(sample.bank_features[name], query_f[picked], k)  # (q, k)
-        images[name] = sample.bank_images[torch.from_numpy(idx)]  # (q, k, C, H, W)
-        labels[name] = sample.bank_labels[idx]  # (q, k)
+        bank_f = torch.from_numpy(sample.bank_features[name])  # (N, F)
+        query_f = torch.from_numpy(query_f[picked])  # (q, F)
+        _, idx = knn_neighbours(bank_f, query_f, k, standardize=standardize)  # (q, k)
+        images[name] = sample.bank_images[idx]  # (q, k, C, H, W)
+        labels[name] = sample.bank_labels[idx.numpy()]  # (q, k)
     return neighbour_grid(
         sample.query_images[torch.from_numpy(picked)],
         images,

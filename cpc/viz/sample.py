@@ -2,7 +2,9 @@
 
 :func:`sample_features` gives a :class:`FeatureSample` (query and bank images, labels and every
 encoder's features) that the figure modules take; :func:`random_init_like` is the baseline
-encoder that shows what pretraining bought.
+encoder that shows what pretraining bought; :func:`run_datamodule` and :func:`run_protocol`
+are the data module and evaluation settings of the run that wrote a checkpoint (its
+``config.yaml``, :func:`cpc.checkpoint.run_config`), or the data module you name.
 
 cpc.data, cpc.eval and cpc.checkpoint import Lightning (seconds): they are imported in the
 functions below so that the plots stay light.
@@ -14,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,18 +25,9 @@ from torch import nn
 if TYPE_CHECKING:  # imports Lightning; the functions below import it when called
     from cpc.data import ImageDataModule
     from cpc.eval.features import Pooling
+    from cpc.eval.protocol import EvalProtocol
 
 log = logging.getLogger(__name__)
-
-Data = Literal["fashion_mnist", "mnist", "cifar10", "stl10", "folder"]
-
-
-DATASET_MODULES = {
-    "fashion_mnist": "FashionMNISTDataModule",
-    "mnist": "MNISTDataModule",
-    "cifar10": "CIFAR10DataModule",
-    "stl10": "STL10DataModule",
-}
 
 
 @dataclass
@@ -78,28 +71,34 @@ def random_init_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
     return random_init(encoder, seed).eval()
 
 
-def make_datamodule(
-    data: Data,
-    root: str | Path = "data",
-    image_size: int = 28,
-    channels: int = 1,
-    test_root: str | None = None,
+def run_datamodule(
+    ckpt_path: str | Path, data: ImageDataModule | str | Mapping[str, Any] | None = None
 ) -> ImageDataModule:
-    """A prepared :mod:`cpc.data` module: ``fashion_mnist``, ``mnist``, ``cifar10``, ``stl10``
-    (files under ``root``) or ``folder`` (``root/<class>/<image>``, resized to ``image_size``
-    with ``channels``; ``test_root`` optional)."""
-    import cpc.data
+    """A prepared data module: ``data`` (a data module, or as a config names one: a class path
+    such as ``"cpc.data.MNISTDataModule"`` or ``{"class_path": ..., "init_args": {...}}``), by
+    default the ``data:`` section of the config.yaml of the run that wrote ``ckpt_path``."""
+    from cpc.checkpoint import run_config
+    from cpc.data import ImageDataModule
 
-    if data == "folder":
-        dm = cpc.data.ImageFolderDataModule(
-            root=str(root), image_size=image_size, channels=channels, test_root=test_root
-        )
-    elif data in DATASET_MODULES:
-        dm = getattr(cpc.data, DATASET_MODULES[data])(root=str(root))
-    else:
-        raise ValueError(f"data must be one of {[*DATASET_MODULES, 'folder']}, got {data!r}")
+    if data is None:
+        data = run_config(ckpt_path).get("data")
+        if not data:
+            raise ValueError(
+                f"no config.yaml with a data section near {ckpt_path}: name the data module "
+                "(e.g. cpc.data.FashionMNISTDataModule)"
+            )
+    dm = data if isinstance(data, ImageDataModule) else ImageDataModule.from_config(data)
     dm.prepare_data()
     return dm
+
+
+def run_protocol(ckpt_path: str | Path) -> EvalProtocol:
+    """The evaluation settings (``report:`` section) of the run that wrote ``ckpt_path``;
+    the defaults of :class:`cpc.eval.EvalProtocol` where it has none."""
+    from cpc.checkpoint import run_config
+    from cpc.eval.protocol import EvalProtocol
+
+    return EvalProtocol.from_mapping(run_config(ckpt_path).get("report") or {})
 
 
 def sample_features(

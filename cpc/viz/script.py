@@ -4,8 +4,9 @@ and its command line :func:`main` (``python -m cpc.viz``)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cpc.viz.classes import (
     confusion_matrix_figure,
@@ -17,20 +18,22 @@ from cpc.viz.curves import find_metrics, plot_training_curves
 from cpc.viz.embedding import Method, embedding_map
 from cpc.viz.neighbours import neighbours_figure
 from cpc.viz.sample import (
-    Data,
-    make_datamodule,
     random_init_like,
     resolve_checkpoint,
+    run_datamodule,
+    run_protocol,
     sample_features,
 )
+
+if TYPE_CHECKING:  # imports Lightning; run and main import it when called
+    from cpc.data import ImageDataModule
 
 log = logging.getLogger(__name__)
 
 
 def run(
     ckpt_path: str = "lightning_logs",
-    data: Data = "fashion_mnist",
-    root: str = "data",
+    data: ImageDataModule | str | Mapping[str, Any] | None = None,
     out: str = "figures",
     sample: int = 2000,
     bank: int = 10000,
@@ -38,20 +41,19 @@ def run(
     k: int = 20,
     queries: int = 8,
     neighbours: int = 8,
-    image_size: int = 28,
-    channels: int = 1,
-    test_root: str | None = None,
     pooling: Literal["mean", "grid", "full"] = "full",
     seed: int = 0,
 ) -> dict[str, Path]:
     """Every figure of ``notebooks/embeddings.ipynb``, as PNGs in ``out``, for one checkpoint.
 
-    The trained encoder is shown side by side with a randomly initialised copy.
+    The trained encoder is shown side by side with a randomly initialised copy; neighbours and
+    kNN are the report's, on features standardised as the run's ``report.knn_standardize``
+    says (:func:`run_protocol`).
 
     Args:
         ckpt_path: a ``.ckpt`` file, or a folder: its newest ``last.ckpt`` / ``*.ckpt``.
-        data: fashion_mnist, mnist, cifar10, stl10 or folder.
-        root: data folder (for ``folder``: ``root/<class>/<image>``).
+        data: the data module (or a class path / ``{"class_path", "init_args"}``, as in a
+            config); default: the run's own, from its ``config.yaml`` (:func:`run_datamodule`).
         out: folder for the PNGs and ``knn_per_class.txt``.
         sample: test images to embed, map and classify.
         bank: train images the kNN and the neighbour search look in.
@@ -60,9 +62,6 @@ def run(
         k: kNN neighbours (DINO's 20).
         queries: rows of the neighbour grid.
         neighbours: neighbours shown per query.
-        image_size: image side, for ``folder`` only.
-        channels: 1 or 3, for ``folder`` only.
-        test_root: test folder, for ``folder`` only (else queries come from the val split).
         pooling: features of the latent grid (:func:`cpc.eval.features.pool_grid`): the whole
             grid by default, what ``configs/fashion_mnist.yaml``'s report evaluates.
         seed: sampling and projection seed.
@@ -76,18 +75,18 @@ def run(
     log.info("checkpoint %s", ckpt)
     encoder = load_encoder(ckpt, map_location="cpu")
     encoders = {"trained": encoder, "random init": random_init_like(encoder, seed)}
-    dm = make_datamodule(data, root, image_size, channels, test_root)
-    fs = sample_features(encoders, dm, sample, bank, seed, pooling=pooling)
+    standardize = run_protocol(ckpt).knn_standardize
+    fs = sample_features(encoders, run_datamodule(ckpt, data), sample, bank, seed, pooling=pooling)
     paths = {name: out_dir / f"{name}.png" for name in ("embeddings", "neighbours", "confusion")}
     embedding_map(fs.query_features, fs.query_labels, fs.class_names, method, sample, seed,
                   save=paths["embeddings"])  # fmt: skip
-    neighbours_figure(fs, queries, neighbours, seed, save=paths["neighbours"])
+    neighbours_figure(fs, queries, neighbours, seed, standardize, save=paths["neighbours"])
     if (metrics := find_metrics(ckpt)) is not None:
         paths["training_curves"] = out_dir / "training_curves.png"
         plot_training_curves(metrics, save=paths["training_curves"])
     else:
         log.warning("no metrics.csv or TensorBoard log near %s: no training curves", ckpt)
-    predictions = knn_predictions(fs, k)
+    predictions = knn_predictions(fs, k, standardize)
     table = format_table(per_class_knn_table(fs.query_labels, predictions, fs.class_names))
     paths["knn_per_class"] = out_dir / "knn_per_class.txt"
     paths["knn_per_class"].write_text(table + "\n")
@@ -98,9 +97,24 @@ def run(
 
 
 def main(args: list[str] | None = None) -> dict[str, Path]:
-    """``python -m cpc.viz --ckpt_path CKPT --data fashion_mnist --root data --out figures``:
-    the notebook without Jupyter (``--help`` lists every option of :func:`run`)."""
-    from jsonargparse import auto_cli
+    """``python -m cpc.viz --ckpt_path CKPT --out figures``: the notebook without Jupyter
+    (``--help`` lists every option of :func:`run`). The data module is chosen as in ``cpc
+    fit`` (``--data cpc.data.MNISTDataModule --data.root data``); default: the run's own."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from cpc.data import ImageDataModule
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return auto_cli(run, args=args)
+    parser = ArgumentParser(
+        prog="python -m cpc.viz", description=(run.__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML of these options")
+    parser.add_subclass_arguments(
+        ImageDataModule,
+        "data",
+        required=False,
+        help="data module, as in `cpc fit`; default: the one in the run's config.yaml",
+    )
+    parser.add_function_arguments(run, skip={"data"}, as_group=False)
+    init = parser.instantiate_classes(parser.parse_args(args))
+    return run(**{key: value for key, value in init.items() if key != "config"})
