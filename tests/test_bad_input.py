@@ -1,7 +1,7 @@
 """Each bad input gets one clear message that says what to do."""
 
 import pytest
-from conftest import tiny_fit_args, write_image_folder
+from helpers import fit_args, write_image_folder
 
 from cpc.cli import cli_main
 
@@ -13,18 +13,18 @@ def run(capsys, args):
 
 
 def test_unknown_config_key(capsys, tiny_folder, tmp_path):
-    code, err = run(capsys, tiny_fit_args(tiny_folder, tmp_path, "--model.lrr=0.1"))
+    code, err = run(capsys, fit_args(tiny_folder, tmp_path, "--model.lrr=0.1"))
     assert code == 2 and "lrr" in err
 
 
 def test_wrong_type(capsys, tiny_folder, tmp_path):
-    code, err = run(capsys, tiny_fit_args(tiny_folder, tmp_path, "--model.lr=fast"))
+    code, err = run(capsys, fit_args(tiny_folder, tmp_path, "--model.lr=fast"))
     assert code == 2 and "model.lr" in err and "fast" in err
 
 
 def test_image_smaller_than_one_patch(tmp_path):
     folder = write_image_folder(tmp_path / "small", size=6)
-    args = tiny_fit_args(folder, tmp_path / "run", "--data.image_size=6")
+    args = fit_args(folder, tmp_path / "run", "--data.image_size=6")
     with pytest.raises(ValueError, match="smaller than one patch"):
         cli_main(args)
 
@@ -32,12 +32,12 @@ def test_image_smaller_than_one_patch(tmp_path):
 def test_grid_with_too_few_rows_for_the_steps(tiny_folder, tmp_path):
     task = '[{"class_path": "cpc.tasks.CPCTask", "init_args": {"steps": [5, 6]}}]'
     with pytest.raises(ValueError, match="need at least 7"):
-        cli_main(tiny_fit_args(tiny_folder, tmp_path, f"--model.tasks={task}"))
+        cli_main(fit_args(tiny_folder, tmp_path, f"--model.tasks={task}"))
 
 
 def test_rgb_data_with_a_grayscale_encoder(tmp_path):
     folder = write_image_folder(tmp_path / "rgb", mode="RGB")
-    args = tiny_fit_args(folder, tmp_path / "run", "--data.channels=3")
+    args = fit_args(folder, tmp_path / "run", "--data.channels=3")
     with pytest.raises(ValueError, match="3 channels but the encoder expects 1"):
         cli_main(args)
 
@@ -46,7 +46,7 @@ def test_console_script_prints_one_line_not_a_traceback(capsys, monkeypatch, tmp
     from cpc import cli
 
     folder = write_image_folder(tmp_path / "small", size=6)
-    args = tiny_fit_args(folder, tmp_path / "run", "--data.image_size=6")
+    args = fit_args(folder, tmp_path / "run", "--data.image_size=6")
     monkeypatch.setattr("sys.argv", ["cpc", *args])
     monkeypatch.delenv("CPC_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exit_info:
@@ -66,16 +66,10 @@ def test_missing_dataset_offline_is_one_line(monkeypatch, tmp_path):
         raise DatasetNotFoundError("Fashion-MNIST not found in data: run `make data`")
 
     monkeypatch.setattr(FashionMNISTDataModule, "prepare_data", offline)
-    monkeypatch.setattr(
-        "sys.argv",
-        [
-            "cpc",
-            "fit",
-            "--data=cpc.data.FashionMNISTDataModule",
-            f"--data.root={tmp_path}",
-            "--trainer.max_steps=1",
-        ],
-    )
+    fashion = {"data": "cpc.data.FashionMNISTDataModule", "trainer.max_steps": 1}
+    no_folder = {"data.image_size": None, "data.channels": None, "data.val_size": None}
+    args = fit_args(tmp_path, tmp_path / "run", **fashion, **no_folder)
+    monkeypatch.setattr("sys.argv", ["cpc", *args])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     assert str(exit_info.value.code).startswith("cpc: error: Fashion-MNIST not found")
@@ -100,7 +94,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
         return out
 
     monkeypatch.setattr(CPCTask, "forward", diverging)
-    args = tiny_fit_args(tiny_folder, tmp_path / "run", "--trainer.max_epochs=3")
+    args = fit_args(tiny_folder, tmp_path / "run", "--trainer.max_epochs=3")
     with pytest.raises(FloatingPointError, match="non-finite loss at step 2"):
         cli_main(args)
     (last,) = (tmp_path / "run").rglob("last.ckpt")

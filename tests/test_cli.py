@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_fit_args
+from helpers import fit_args
 
 import cpc
 from cpc.cli import cli_main
@@ -11,7 +11,7 @@ from cpc.module import CPCModule
 
 
 def test_fit_writes_checkpoint_and_resumes(tiny_folder, tmp_path):
-    cli = cli_main(tiny_fit_args(tiny_folder, tmp_path / "run"))
+    cli = cli_main(fit_args(tiny_folder, tmp_path / "run"))
     assert cli.trainer.global_step == 2  # 18 train images // batch 8
     logged = cli.trainer.callback_metrics
     assert torch.isfinite(logged["train/loss"]) and torch.isfinite(logged["val/loss"])
@@ -21,7 +21,7 @@ def test_fit_writes_checkpoint_and_resumes(tiny_folder, tmp_path):
     assert model.encoder.num_features == 16 and model.tasks["cpc"].steps == (2, 3)
 
     resume = ["--trainer.max_epochs=2", f"--ckpt_path={ckpts[-1]}"]
-    resumed = cli_main(tiny_fit_args(tiny_folder, tmp_path / "run2", *resume))
+    resumed = cli_main(fit_args(tiny_folder, tmp_path / "run2", *resume))
     assert resumed.trainer.global_step == 4
 
 
@@ -36,9 +36,7 @@ def test_console_script_exits_zero(monkeypatch):
 
 
 def test_checkpointing_can_be_switched_off(tiny_folder, tmp_path):
-    cli = cli_main(
-        tiny_fit_args(tiny_folder, tmp_path / "run", "--trainer.enable_checkpointing=false")
-    )
+    cli = cli_main(fit_args(tiny_folder, tmp_path / "run", "--trainer.enable_checkpointing=false"))
     assert cli.trainer.global_step == 2 and not list((tmp_path / "run").rglob("*.ckpt"))
 
 
@@ -47,12 +45,12 @@ def test_default_callbacks_can_be_replaced_and_old_sections_name_the_new_place(
 ):
     early = '[{"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {...}}]'
     early = early.replace("...", '"monitor": "val/loss"')
-    cli = cli_main(tiny_fit_args(tiny_folder, tmp_path / "run", f"--trainer.callbacks={early}"))
+    cli = cli_main(fit_args(tiny_folder, tmp_path / "run", f"--trainer.callbacks={early}"))
     names = {type(c).__name__ for c in cli.trainer.callbacks}
     assert "EarlyStopping" in names and "LearningRateMonitor" not in names
     assert cli.trainer.checkpoint_callback.monitor is None  # Lightning's own, not our default
     with pytest.raises(ValueError, match=r"^checkpoint.monitor was renamed: use trainer.callbacks"):
-        cli_main(tiny_fit_args(tiny_folder, tmp_path / "old", "--checkpoint.monitor=val/loss"))
+        cli_main(fit_args(tiny_folder, tmp_path / "old", "--checkpoint.monitor=val/loss"))
 
 
 def test_cpc_touches_no_private_lightning_api():

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_fit_args, write_image_folder
+from helpers import fit_args, write_image_folder
 
 from cpc.cli import cli_main
 
@@ -24,15 +24,16 @@ def test_config_trains_one_step(config, tmp_path):
         tmp_path / "images", size=side, mode="L" if channels == 1 else "RGB"
     )
     # the config first, then small generated data and a narrow encoder in place of its own
-    args = tiny_fit_args(
+    args = fit_args(
         folder,
         tmp_path / "run",
         f"--data.channels={channels}",
         f"--data.image_size={side}",
         "--trainer.fast_dev_run=true",
+        config=config,
+        **{"model.encoder": None},  # the config's encoder class, narrowed by width=8
     )
-    args = [a for a in args if a != "--model.encoder=cpc.models.encoder.ResNetEncoder"]
-    cli = cli_main([args[0], f"--config={config}", *args[1:]])
+    cli = cli_main(args)
     assert cli.trainer.global_step == 1
     losses = {k: v for k, v in cli.trainer.callback_metrics.items() if k.endswith("loss")}
     assert "train/loss" in losses and all(torch.isfinite(v) for v in losses.values())

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import data_args, fit_args
 from PIL import Image
 
 import cpc
@@ -30,41 +31,32 @@ def folders(tmp_path_factory) -> Path:
     return root
 
 
-def data_args(folders: Path) -> list[str]:
-    return [
-        "--data=cpc.data.ImageFolderDataModule",
-        f"--data.root={folders / 'train'}",
-        f"--data.test_root={folders / 'test'}",
-        "--data.image_size=28",
-        "--data.channels=1",
-        "--data.batch_size=8",
-        "--data.val_size=0.25",
-    ]
+def eval_data_args(folders: Path) -> list[str]:
+    return data_args(folders / "train", **{"data.test_root": folders / "test"})
 
 
-def fit_args(folders: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "fit",
-        *data_args(folders),
-        "--model.encoder=cpc.models.encoder.ResNetEncoder",
-        "--model.encoder.width=8",
-        "--trainer.max_epochs=1",
-        "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.log_every_n_steps=1",
-        f"--trainer.default_root_dir={out}",
-        "--online_knn.bank_size=16",
-        "--report.k=5",
-        f"--report.probe_kwargs={PROBE}",
+def eval_fit_args(folders: Path, out: Path, *extra: str) -> list[str]:
+    """:func:`helpers.fit_args` on ``folders`` with a test split, a logged report and online kNN."""
+    return fit_args(
+        folders / "train",
+        out,
         *extra,
-    ]
+        **{
+            "data.test_root": folders / "test",
+            "report.enabled": None,
+            "trainer.log_every_n_steps": 1,
+            "online_knn.bank_size": 16,
+            "report.k": 5,
+            "report.probe_kwargs": PROBE,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
 def run(folders, tmp_path_factory):
     """One tiny fit shared by the tests below: (cli, run folder holding config and metrics)."""
     out = tmp_path_factory.mktemp("run")
-    cli = cli_main(fit_args(folders, out, "--report.pooling=full"))
+    cli = cli_main(eval_fit_args(folders, out, "--report.pooling=full"))
     return cli, out / "lightning_logs" / "version_0"
 
 
@@ -112,7 +104,7 @@ def test_cpc_eval_reproduces_the_fit_report(run, folders, tmp_path):
     ckpt = folder / "checkpoints" / "last.ckpt"
     fit_report = json.loads((folder / "checkpoints" / "report.json").read_text())
     args = [f"--ckpt_path={ckpt}", "--k=5", f"--probe_kwargs={PROBE}", "--progress=false"]
-    report = eval_main([*args, *data_args(folders), f"--out={tmp_path / 'r.json'}"])
+    report = eval_main([*args, *eval_data_args(folders), f"--out={tmp_path / 'r.json'}"])
     written = json.loads((tmp_path / "r.json").read_text())
     assert set(written) == set(fit_report) and set(written["meta"]) >= set(fit_report["meta"]) - {
         "epoch",
@@ -141,7 +133,7 @@ def test_resume_from_last_ckpt_keeps_the_online_knn_schedule(run, folders, tmp_p
         "--online_knn.every_n_epochs=2",  # 2nd validation run overall: due after the resume
         "--report.enabled=false",
     ]
-    cli = cli_main(fit_args(folders, tmp_path, *resume))
+    cli = cli_main(eval_fit_args(folders, tmp_path, *resume))
     assert cli.trainer.global_step == 4
     assert "val/knn_top1" in cli.trainer.callback_metrics
     assert not list(tmp_path.rglob("report.json"))
@@ -149,7 +141,7 @@ def test_resume_from_last_ckpt_keeps_the_online_knn_schedule(run, folders, tmp_p
 
 def test_print_config_shows_the_callbacks_and_round_trips(folders, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        cli_main(fit_args(folders, tmp_path, "--report.enabled=false", "--print_config"))
+        cli_main(eval_fit_args(folders, tmp_path, "--report.enabled=false", "--print_config"))
     dumped = capsys.readouterr().out
     config = yaml.safe_load(dumped)
     assert config["report"]["enabled"] is False and config["online_knn"]["every_n_epochs"] == 1

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from conftest import tiny_fit_args
+from helpers import fit_args
 from nbclient import NotebookClient
 from PIL import Image
 
@@ -41,7 +41,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(checkpoint, train folder, test folder) of a 1-epoch fit of a width-8 encoder."""
     tmp = tmp_path_factory.mktemp("viz")
     train, test = write_folder(tmp / "train", 12, 0), write_folder(tmp / "test", 6, 1)
-    cli_main(tiny_fit_args(train, tmp / "run", "--trainer.log_every_n_steps=1"))
+    cli_main(fit_args(train, tmp / "run", "--trainer.log_every_n_steps=1"))
     (ckpt,) = (tmp / "run").rglob("last.ckpt")
     return ckpt, train, test
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_fit_args
+from helpers import fit_args
 
 from cpc.cli import cli_main
 from cpc.data import prepare
@@ -36,14 +36,8 @@ class ToyDataModule(TorchvisionDataModule):
 
 
 def toy_args(root: Path, out: Path, *extra: str) -> list[str]:
-    args = tiny_fit_args(root, out, *extra)
-    args[1:7] = [
-        f"--data={__name__}.ToyDataModule",
-        f"--data.root={root}",
-        "--data.batch_size=8",
-        "--data.val_size=6",
-    ]
-    return args
+    toy = {"data": f"{__name__}.ToyDataModule", "data.val_size": 6}
+    return fit_args(root, out, *extra, **toy, **{"data.image_size": None, "data.channels": None})
 
 
 def test_a_new_dataset_is_one_class_and_trains_through_the_cli(tmp_path):
