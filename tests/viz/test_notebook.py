@@ -13,7 +13,7 @@ from PIL import Image
 from cpc import viz
 from cpc.cli import cli_main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "embeddings.ipynb"
 PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["embeddings.png", "neighbours.png", "training_curves.png", "confusion.png"]
