@@ -51,6 +51,8 @@ class CPCModule(L.LightningModule):
             self.save_hyperparameters(ignore=live)
         self.encoder = encoder if encoder is not None else ResNetEncoder()
         built = [make(self.encoder.num_features) for make in (tasks or [CPCTask])]
+        for task in built:
+            task.check_encoder(self.encoder)
         names = [task.name for task in built]
         if len(set(names)) != len(names):
             raise ValueError(f"each task may appear once, got {names}")

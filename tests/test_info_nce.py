@@ -35,15 +35,46 @@ def test_equal_scores_give_log_n_and_zero_bound():
     assert mi_lower_bound(loss, n).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_bound_never_exceeds_log_n_and_invariant_to_batch_order():
+def test_perfect_predictions_reach_log_n_and_batch_order_does_not_matter():
     torch.manual_seed(1)
     q = F.normalize(torch.randn(16, 8), dim=1)
-    k = q * 10  # near-perfect predictions: bound approaches log N from below
+    k = q * 100  # each query's own key scores far above every other: loss -> 0
     loss, correct, n = info_nce(q, k)
     assert correct.all()
-    assert mi_lower_bound(loss, n).item() <= math.log(n)
+    assert loss.item() < 1e-3
+    assert mi_lower_bound(loss, n).item() == pytest.approx(math.log(16), abs=1e-3)
     perm = torch.randperm(16)
     torch.testing.assert_close(info_nce(q[perm], k[perm])[0], loss)
+
+
+def test_invalid_pairs_are_neither_queries_nor_negatives():
+    torch.manual_seed(3)
+    q, k = torch.randn(10, 4), torch.randn(10, 4)
+    valid = torch.tensor([1, 0, 1, 1, 0, 1, 1, 1, 0, 1], dtype=torch.bool)
+    loss, correct, n = info_nce(q, k, 0.5, valid)
+    torch.testing.assert_close(loss, slow_info_nce(q[valid], k[valid], 0.5))
+    assert n == 7 and correct.shape == (7,)
+
+
+def test_identical_keys_cap_the_loss_unless_left_out():
+    """200 equal keys (blank patches): no query can pick its own; masking them restores it."""
+    torch.manual_seed(4)
+    distinct = F.normalize(torch.randn(56, 16), dim=1) * 50
+    keys = torch.cat([distinct, distinct[:1].expand(200, 16) * 0 + 1.0])  # 200 equal keys
+    queries = keys.clone()
+    loss, _, _ = info_nce(queries, keys)
+    assert loss.item() > 0.5 * 200 / 256 * math.log(200)  # the equal ones cost ~log 200 each
+    valid = torch.arange(256) < 56
+    loss, correct, n = info_nce(queries, keys, valid=valid)
+    assert loss.item() < 1e-3 and correct.all() and n == 56
+
+
+def test_no_valid_pair_gives_a_zero_loss_with_gradient():
+    q = torch.randn(3, 2, requires_grad=True)
+    loss, correct, n = info_nce(q, torch.randn(3, 2), valid=torch.zeros(3, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0 and n == 0 and correct.numel() == 0
+    assert torch.equal(q.grad, torch.zeros(3, 2))
 
 
 def test_shape_mismatch_is_rejected():
@@ -51,13 +82,13 @@ def test_shape_mismatch_is_rejected():
         info_nce(torch.zeros(3, 2), torch.zeros(4, 2))
 
 
-def _ddp_worker(rank, world, port, q, k, out):
+def _ddp_worker(rank, world, port, q, k, valid, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     m = len(q) // world
     ql = q[rank * m : (rank + 1) * m].clone().requires_grad_()
     kl = k[rank * m : (rank + 1) * m].clone().requires_grad_()
-    loss, _, n = info_nce(ql, kl, temperature=0.3)
+    loss, _, n = info_nce(ql, kl, 0.3, valid[rank * m : (rank + 1) * m])
     loss.backward()
     # DDP averages parameter gradients over ranks: do the same for the inputs' gradients.
     out[rank] = (loss.detach(), ql.grad / world, kl.grad / world, n)
@@ -65,19 +96,21 @@ def _ddp_worker(rank, world, port, q, k, out):
 
 
 def test_ddp_two_gloo_processes_match_one_process_on_merged_batch():
+    """Both ranks keep 3 of their 4 pairs, so the per-rank means average to the global one."""
     torch.manual_seed(2)
     q, k = torch.randn(8, 4), torch.randn(8, 4)
+    valid = torch.tensor([1, 1, 0, 1, 1, 0, 1, 1], dtype=torch.bool)
     qs, ks = q.clone().requires_grad_(), k.clone().requires_grad_()
-    loss, _, n = info_nce(qs, ks, temperature=0.3)
+    loss, _, n = info_nce(qs, ks, 0.3, valid)
     loss.backward()
 
     manager = mp.Manager()
     out = manager.dict()
     port = 29500 + os.getpid() % 1000
-    mp.spawn(_ddp_worker, args=(2, port, q, k, out), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, port, q, k, valid, out), nprocs=2, join=True)
     mean_loss = (out[0][0] + out[1][0]) / 2
     torch.testing.assert_close(mean_loss, loss.detach())
-    assert out[0][3] == n == 8
+    assert out[0][3] == n == 6
     torch.testing.assert_close(torch.cat([out[0][1], out[1][1]]), qs.grad)
     torch.testing.assert_close(torch.cat([out[0][2], out[1][2]]), ks.grad)
     assert not torch.allclose(ks.grad, torch.zeros_like(ks.grad))

@@ -4,6 +4,10 @@ For each query (a prediction) the matching key (the true latent) must be picked 
 all N keys of the batch: ``loss = -log softmax(q @ k.T / T)[i, i]``. Since
 ``I(x; c) >= log N - loss`` (eq. 5), ``log N - loss`` is logged as a lower bound on mutual
 information, in nats; it never exceeds ``log N``.
+
+Keys that cannot be told apart (e.g. the many all-black patches of Fashion-MNIST, whose
+latents are identical) make the loss unreachable: a query cannot pick its own key out of
+hundreds of equal ones. ``valid`` leaves such pairs out, as queries and as negatives.
 """
 
 from __future__ import annotations
@@ -16,17 +20,33 @@ import torch.nn.functional as F
 from torch.distributed.nn.functional import all_gather
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def _gather_keys(keys: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Keys of all ranks, with gradients flowing back to their owners; and this rank's offset."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not _distributed():
         return keys, 0
     # all_gather from torch.distributed.nn sums the incoming gradients on backward.
     return torch.cat(all_gather(keys), dim=0), dist.get_rank() * keys.shape[0]
 
 
+def _gather_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A bool mask of every rank's keys, concatenated in rank order (no gradient)."""
+    if not _distributed():
+        return mask
+    parts = [torch.empty_like(mask) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, mask)
+    return torch.cat(parts)
+
+
 def info_nce(
-    queries: torch.Tensor, keys: torch.Tensor, temperature: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor, int]:
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    temperature: float = 1.0,
+    valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """InfoNCE with the other keys of the batch (of all ranks under DDP) as negatives.
 
     One matrix product; logits and log-softmax in fp32 even under AMP.
@@ -35,10 +55,13 @@ def info_nce(
         queries: ``(M, D)`` predictions; row ``i`` should match ``keys[i]``.
         keys: ``(M, D)`` targets. Under torch.distributed every rank must pass the same M.
         temperature: logits are divided by it.
+        valid: optional ``(M,)`` bool mask; pair ``i`` takes part only where it is True: its
+            query is scored and its key is a candidate for every query. Default: all pairs.
 
     Returns:
-        ``(loss, correct, N)``: mean loss over the M queries, a ``(M,)`` bool tensor telling
-        whether the true key scored highest, and the number of candidates N per query.
+        ``(loss, correct, N)``: mean loss over the valid queries (0 if there are none), a bool
+        tensor over the valid queries telling whether the true key scored highest, and the
+        number of candidates N per query (valid keys of all ranks).
     """
     if queries.shape != keys.shape or queries.ndim != 2:
         raise ValueError(
@@ -47,16 +70,24 @@ def info_nce(
         )
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    all_keys, offset = _gather_keys(keys)
+    if valid is None:
+        valid = torch.ones(queries.shape[0], dtype=torch.bool, device=queries.device)
+    elif valid.shape != queries.shape[:1] or valid.dtype != torch.bool:
+        raise ValueError(f"valid must be a bool mask of shape ({queries.shape[0]},)")
+    all_keys, offset = _gather_keys(keys)  # (N_all, D)
+    all_valid = _gather_mask(valid)  # (N_all,)
+    labels = (torch.arange(queries.shape[0], device=queries.device) + offset)[valid]  # (M',)
     with torch.autocast(device_type=queries.device.type, enabled=False):
-        # scale the (M, D) queries, not the (M, N) logits: N/D times less memory traffic
-        logits = (queries.float() / temperature) @ all_keys.float().T  # (M, N)
-    labels = torch.arange(queries.shape[0], device=queries.device) + offset  # (M,)
-    loss = F.cross_entropy(logits, labels)
+        # scale the (M', D) queries, not the (M', N) logits: N/D times less memory traffic
+        logits = (queries[valid].float() / temperature) @ all_keys.float().T  # (M', N_all)
+    logits = logits.masked_fill(~all_valid, float("-inf"))  # invalid keys are no candidates
+    # with nothing to predict, the empty (0, N_all) logits sum to a zero that is still tied to
+    # the gathered keys, so DDP's backward of the gather runs on every rank
+    loss = F.cross_entropy(logits, labels) if labels.numel() else logits.sum()
     correct = logits.detach().argmax(dim=1) == labels
-    return loss, correct, all_keys.shape[0]
+    return loss, correct, int(all_valid.sum())
 
 
-def mi_lower_bound(loss: torch.Tensor, num_candidates: int) -> torch.Tensor:
+def mi_lower_bound(loss: torch.Tensor, num_candidates: float) -> torch.Tensor:
     """``log N - loss``: the InfoNCE lower bound on mutual information, in nats."""
-    return math.log(num_candidates) - loss
+    return math.log(max(num_candidates, 1)) - loss

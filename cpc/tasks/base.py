@@ -64,6 +64,10 @@ class Task(nn.Module):
         """
         raise NotImplementedError
 
+    def check_encoder(self, encoder: PatchEncoder) -> None:
+        """Raise ``ValueError`` (one line, saying what to change) if this task cannot work with
+        ``encoder``'s geometry. Called by the module at construction, before any training."""
+
 
 #: How configs give a task: a class (or partial) that takes the encoder's ``num_features``.
 TaskFactory = Callable[[int], Task]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cpc.losses.info_nce import info_nce, mi_lower_bound
@@ -56,6 +57,12 @@ class CPCTask(Task):
             default), ``GRUContext`` (CPC v1) or ``TransformerContext``.
         projection_dim: size of the space where predictions meet targets.
         temperature: InfoNCE temperature (1.0: plain dot products, as in CPC).
+        normalize: compare predictions and targets by cosine similarity (both
+            L2-normalised) instead of plain dot products, as SimCLR and MoCo do; then a
+            temperature well below 1 (e.g. 0.1) sharpens the softmax.
+        skip_constant: leave out targets cut from constant patches (all one value: the
+            black background of Fashion-MNIST) as positives and as negatives. Their latents
+            are all equal, so no prediction can pick its own out of them.
         augment: applied to the patches ``(B, Gh, Gw, C, P, P)`` in training; default
             ``PatchAugment()`` (flips, jitter, colour drop per patch); ``nn.Identity()`` disables.
         weight: factor of this loss in the total.
@@ -71,6 +78,8 @@ class CPCTask(Task):
         context: Callable[[int], nn.Module] = MaskedConvContext,
         projection_dim: int = 64,
         temperature: float = 1.0,
+        normalize: bool = False,
+        skip_constant: bool = True,
         augment: nn.Module | None = None,
         weight: float = 1.0,
     ) -> None:
@@ -82,7 +91,7 @@ class CPCTask(Task):
         self.steps, self.directions = tuple(steps), tuple(directions)
         for direction in self.directions:
             orient(torch.zeros(1, 1, 1, 1), direction)  # unknown names fail here, not mid-fit
-        self.temperature = temperature
+        self.temperature, self.normalize, self.skip_constant = temperature, normalize, skip_constant
         self.augment = augment if augment is not None else PatchAugment()
         self.target_proj = nn.Conv2d(num_features, projection_dim, 1)
         self.contexts = nn.ModuleDict({d: context(num_features) for d in self.directions})
@@ -99,9 +108,11 @@ class CPCTask(Task):
             patches = self.augment(patches)
         latents = encoder.encode_grid(patches)  # (B, D, Gh, Gw)
         targets = self.target_proj(latents)  # (B, Dp, Gh, Gw)
+        informative = self._informative(patches)  # (B, 1, Gh, Gw) bool
         losses, accs, bounds = [], [], []
         for direction in self.directions:
             grid, target_grid = orient(latents, direction), orient(targets, direction)
+            target_mask = orient(informative, direction)  # (B, 1, G, G')
             self._check_grid(grid.shape[2], direction)
             contexts = self.contexts[direction](grid)  # (B, D, G, G'), row-causal
             for k, predictor in zip(self.steps, self.predictors[direction], strict=True):
@@ -110,9 +121,12 @@ class CPCTask(Task):
                 # (B, Dp, G-k, G') -> (B*(G-k)*G', Dp): each valid (image, r, c) once
                 q = pred.permute(0, 2, 3, 1).reshape(-1, pred.shape[1])
                 t = true.permute(0, 2, 3, 1).reshape(-1, true.shape[1])
-                loss, correct, n = info_nce(q, t, self.temperature)
+                valid = target_mask[:, :, k:].reshape(-1)  # (B*(G-k)*G',)
+                if self.normalize:
+                    q, t = F.normalize(q, dim=1), F.normalize(t, dim=1)
+                loss, correct, n = info_nce(q, t, self.temperature, valid)
                 losses.append(loss)
-                accs.append(correct.float().mean())
+                accs.append(correct.float().mean() if correct.numel() else loss.detach())
                 bounds.append(mi_lower_bound(loss.detach(), n))
         # every (direction, k) weighs the same, however many positions it has
         return {
@@ -120,6 +134,28 @@ class CPCTask(Task):
             "acc": torch.stack(accs).mean(),
             "mi_bound_nats": torch.stack(bounds).mean(),
         }
+
+    def _informative(self, patches: torch.Tensor) -> torch.Tensor:
+        """``(B, Gh, Gw, C, P, P)`` -> ``(B, 1, Gh, Gw)``: False where a patch is constant."""
+        b, gh, gw = patches.shape[:3]
+        if not self.skip_constant:
+            return torch.ones(b, 1, gh, gw, dtype=torch.bool, device=patches.device)
+        flat = patches.detach().reshape(b, gh, gw, -1)  # (B, Gh, Gw, C*P*P)
+        spread = flat.amax(dim=-1) - flat.amin(dim=-1)  # (B, Gh, Gw)
+        return (spread > 1e-3)[:, None]
+
+    def check_encoder(self, encoder: PatchEncoder) -> None:
+        """Refuse steps whose target patches share pixels with the context's rows."""
+        size, stride = getattr(encoder, "patch_size", None), getattr(encoder, "patch_stride", None)
+        if size is None or stride is None:
+            return
+        overlapping = [k for k in self.steps if k * stride < size]
+        if overlapping:
+            raise ValueError(
+                f"CPC steps {overlapping} predict patches that overlap the context rows "
+                f"(step * patch_stride {stride} < patch_size {size}): a copy shortcut; use "
+                f"steps >= {-(-size // stride)}"
+            )
 
     def _check_grid(self, rows: int, direction: Direction) -> None:
         if rows <= max(self.steps):
