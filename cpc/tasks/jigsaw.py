@@ -20,7 +20,11 @@ tiles ``spacing`` steps apart share no pixels (checked against the encoder's str
 tile is jittered, flipped and given its own brightness and contrast by ``PatchAugment``; RGB
 tiles lose their colour on their own with probability 0.5. On 28x28 images with a 6x6 grid
 the default ``spacing=2`` makes tiles touch (the paper leaves gaps): the jitter is what
-breaks lines running across tile borders.
+breaks lines running across tile borders. A tile's place in the frame would tell its slot
+(on a 6x6 grid the 3x3 arrangement has only 2x2 positions), so the tiles are cut from the
+image wrapped onto a torus at an offset uniform over the whole grid
+(:func:`cpc.tasks.patch_position.wrapped_patch_grid`): every frame position is then equally
+often every slot.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from torch import nn
 
 from cpc.models.augment import PatchAugment
 from cpc.tasks.base import PatchEncoder, Task
-from cpc.tasks.patch_position import check_grid, check_no_overlap
+from cpc.tasks.patch_position import check_grid, check_no_overlap, wrapped_patch_grid
 
 NUM_TILES = 9  # a 3x3 puzzle
 
@@ -100,8 +104,8 @@ def _distances(columns: np.ndarray, perm: np.ndarray) -> np.ndarray:
 class JigsawTask(Task):
     """Jigsaw puzzle (Noroozi & Favaro, 2016): classify which permutation shuffled 3x3 tiles.
 
-    The tiles' top-left corner is drawn per image among the positions where the 3x3
-    arrangement fits the grid (a free random crop); the permutation is uniform over the set.
+    The tiles' top-left corner is drawn per image uniformly over the wrapped grid (tiles run
+    on modulo the grid size); the permutation is uniform over the set.
     In evaluation both come from a generator seeded with 0 on every call and the tiles are
     not augmented, so ``val/jigsaw/acc`` is comparable between epochs.
 
@@ -154,16 +158,16 @@ class JigsawTask(Task):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images ``(B, C, H, W)`` -> shuffled tiles ``(B, 9, C, P, P)`` (augmented in
         training), permutation labels ``(B,)`` and the tiles' grid offsets ``(B, 2)``."""
-        patches = encoder.patchify(images)  # (B, Gh, Gw, C, P, P)
+        patches = wrapped_patch_grid(encoder, images)  # (B, Gh, Gw, C, P, P)
         b, gh, gw = patches.shape[:3]
         check_grid(gh, gw, self.spacing, "JigsawTask spacing")
         check_no_overlap(encoder, patches.shape[-1], self.spacing, "JigsawTask spacing")
-        device, span = images.device, 2 * self.spacing
+        device = images.device
         generator = None if self.training else torch.Generator(device=device).manual_seed(0)
         offsets = torch.stack(
             [
-                torch.randint(gh - span, (b,), device=device, generator=generator),
-                torch.randint(gw - span, (b,), device=device, generator=generator),
+                torch.randint(gh, (b,), device=device, generator=generator),
+                torch.randint(gw, (b,), device=device, generator=generator),
             ],
             dim=1,
         )  # (B, 2) top-left tile in grid steps
@@ -171,8 +175,8 @@ class JigsawTask(Task):
             len(self.permutations), (b,), device=device, generator=generator
         )  # (B,)
         order = self.permutations[labels]  # (B, 9): position i shows tile order[i]
-        rows = offsets[:, :1] + self.spacing * torch.div(order, 3, rounding_mode="floor")
-        cols = offsets[:, 1:] + self.spacing * (order % 3)  # (B, 9) grid column of each
+        rows = (offsets[:, :1] + self.spacing * torch.div(order, 3, rounding_mode="floor")) % gh
+        cols = (offsets[:, 1:] + self.spacing * (order % 3)) % gw  # (B, 9) grid column of each
         tiles = patches[torch.arange(b, device=device)[:, None], rows, cols]  # (B, 9, C, P, P)
         if self.training:
             tiles = self.augment(tiles)

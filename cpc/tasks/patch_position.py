@@ -27,9 +27,15 @@ between patches" and chromatic aberration):
 - Low-level statistics shared by neighbours (a guard the paper does not list): brightness
   and contrast are jittered per patch (PatchAugment's defaults).
 
-Not guarded: where on the grid the pair lies. On object-centred Fashion-MNIST a neighbour
-at the image border is mostly background, which hints at its direction; that is a cue about
-the object's layout, the kind of knowledge the task is meant to teach.
+- Absolute position: on a small image the neighbour's place in the frame alone would give
+  the label away (on a 6x6 grid with the centre confined to the middle 2x2, a neighbour in
+  the top two rows is always "top"), and so would any cue of where a patch sits in the frame.
+  The image is therefore wrapped onto a torus (circular padding; patch grid ``G = H / stride``
+  per side) and the centre drawn uniformly over all of it, the neighbour ``gap`` steps away
+  modulo ``G``: every frame position is then equally often each of the 8 labels, and the
+  test suite checks that a classifier given only positions stays at chance. Patches that
+  straddle the wrap join the opposite borders, which are background on object-centred
+  images such as Fashion-MNIST.
 """
 
 from __future__ import annotations
@@ -62,16 +68,38 @@ class Pairs(NamedTuple):
     labels: torch.Tensor
 
 
+def wrapped_patch_grid(encoder: PatchEncoder, images: torch.Tensor) -> torch.Tensor:
+    """Patch grid of the images wrapped onto a torus: ``(B, C, H, W)`` -> ``(B, Gh, Gw, C, P, P)``.
+
+    With ``Gh = ceil(H / stride)`` (and ``Gw`` likewise), patch ``(r, c)`` starts at pixel
+    ``(r * stride, c * stride)`` and runs on past the bottom and right borders into the top
+    and left ones (circular padding), so grid positions are equivalent: indices taken
+    modulo ``G`` never fall off the grid. Needs the encoder's ``patch_size`` and
+    ``patch_stride``.
+    """
+    size, stride = getattr(encoder, "patch_size", None), getattr(encoder, "patch_stride", None)
+    if size is None or stride is None:
+        raise TypeError(f"{type(encoder).__name__} needs patch_size and patch_stride attributes")
+    h, w = images.shape[-2:]
+    gh, gw = -(-h // stride), -(-w // stride)
+    pad_h, pad_w = (gh - 1) * stride + size - h, (gw - 1) * stride + size - w
+    if pad_h > h or pad_w > w:
+        raise ValueError(f"images of {h}x{w} are smaller than one patch ({size}): use larger ones")
+    wrapped = F.pad(images, (0, pad_w, 0, pad_h), mode="circular")  # (B, C, H + pad, W + pad)
+    return encoder.patchify(wrapped)
+
+
 def sample_pairs(
     patches: torch.Tensor, gap: int, pairs_per_image: int, generator: torch.Generator | None
 ) -> Pairs:
-    """Pick ``K`` random (centre, neighbour) pairs per image from the grid, batch-wise.
+    """Pick ``K`` random (centre, neighbour) pairs per image from a wrapped grid, batch-wise.
 
-    The centre is uniform over the positions that have all 8 neighbours ``gap`` steps away,
-    the direction uniform over the 8; both patches are taken with one advanced index.
+    The centre is uniform over the whole grid, the direction uniform over the 8, and the
+    neighbour lies ``gap`` steps away modulo the grid size (see :func:`wrapped_patch_grid`);
+    both patches are taken with one advanced index.
 
     Args:
-        patches: ``(B, Gh, Gw, C, P, P)`` from ``encoder.patchify``.
+        patches: ``(B, Gh, Gw, C, P, P)`` from :func:`wrapped_patch_grid`.
         gap: grid steps between the centre and its neighbour.
         pairs_per_image: K.
         generator: random generator on the patches' device (None: the global one).
@@ -79,13 +107,13 @@ def sample_pairs(
     b, gh, gw = patches.shape[:3]
     check_grid(gh, gw, gap)
     device, size = patches.device, (b, pairs_per_image)
-    rows = torch.randint(gap, gh - gap, size, device=device, generator=generator)  # (B, K)
-    cols = torch.randint(gap, gw - gap, size, device=device, generator=generator)  # (B, K)
+    rows = torch.randint(gh, size, device=device, generator=generator)  # (B, K)
+    cols = torch.randint(gw, size, device=device, generator=generator)  # (B, K)
     labels = torch.randint(len(DIRECTIONS), size, device=device, generator=generator)  # (B, K)
     step = gap * torch.tensor(DIRECTIONS, device=device)[labels]  # (B, K, 2)
-    # (B, K) -> (B, K, 2): centre then neighbour, as grid indices
-    pick_rows = torch.stack([rows, rows + step[..., 0]], dim=2)
-    pick_cols = torch.stack([cols, cols + step[..., 1]], dim=2)
+    # (B, K) -> (B, K, 2): centre then neighbour, as grid indices on the torus
+    pick_rows = torch.stack([rows, (rows + step[..., 0]) % gh], dim=2)
+    pick_cols = torch.stack([cols, (cols + step[..., 1]) % gw], dim=2)
     image = torch.arange(b, device=device).view(b, 1, 1)  # (B, 1, 1) broadcasts to (B, K, 2)
     pair_patches = patches[image, pick_rows, pick_cols]  # (B, K, 2, C, P, P)
     return Pairs(pair_patches, torch.stack([rows, cols], dim=2), labels)
@@ -183,7 +211,7 @@ class PatchPositionTask(Task):
 
     def make_pairs(self, encoder: PatchEncoder, images: torch.Tensor) -> Pairs:
         """Images ``(B, C, H, W)`` -> :class:`Pairs` (augmented in training)."""
-        patches = encoder.patchify(images)  # (B, Gh, Gw, C, P, P)
+        patches = wrapped_patch_grid(encoder, images)  # (B, Gh, Gw, C, P, P)
         check_no_overlap(encoder, patches.shape[-1], self.gap)
         generator = None
         if not self.training:

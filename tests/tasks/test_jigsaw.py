@@ -88,10 +88,29 @@ def test_puzzle_tiles_are_the_grid_patches_in_the_labelled_order():
         for position, tile in enumerate(order):
             row = int(offsets[b, 0]) + 2 * (tile // 3)  # tile t sits at (t // 3, t % 3) of 3x3
             col = int(offsets[b, 1]) + 2 * (tile % 3)
-            y, x = row * STRIDE, col * STRIDE
-            assert tiles[b, position].equal(images[b, :, y : y + P, x : x + P])
-    # the 3x3 arrangement spans 5 of the 6 grid steps: 2 offsets per axis
-    assert set(offsets.flatten().tolist()) <= {0, 1}
+            # on the torus rows and columns run on past the border into the opposite one
+            rows = [(row * STRIDE + i) % 28 for i in range(P)]
+            cols = [(col * STRIDE + j) % 28 for j in range(P)]
+            assert tiles[b, position].equal(images[b][:, rows][:, :, cols])
+
+
+def test_a_tiles_place_in_the_frame_does_not_tell_its_slot():
+    """Lookup table from a tile's grid position to its slot in the 3x3 puzzle: at chance."""
+    torch.manual_seed(0)
+    encoder = ResNetEncoder(width=4)
+    task = JigsawTask(encoder.num_features, num_permutations=10, augment=nn.Identity()).train()
+    _, labels, offsets = task.make_puzzles(encoder, torch.rand(4000, 1, 28, 28))
+    slots = torch.arange(9).expand(4000, 9).flatten()  # (N*9,) which tile of the 3x3
+    rows = (offsets[:, :1] + 2 * torch.div(torch.arange(9), 3, rounding_mode="floor")) % 7
+    cols = (offsets[:, 1:] + 2 * (torch.arange(9) % 3)) % 7
+    positions = torch.stack([rows.flatten(), cols.flatten()], dim=1)  # (N*9, 2)
+    counts = torch.zeros(7, 7, 9)
+    half = len(slots) // 2
+    counts.index_put_(
+        (positions[:half, 0], positions[:half, 1], slots[:half]), torch.ones(half), accumulate=True
+    )
+    guess = counts.argmax(dim=2)[positions[half:, 0], positions[half:, 1]]
+    assert (guess == slots[half:]).float().mean() < 1 / 9 + 0.02
 
 
 def test_forward_keys_head_size_and_chance_loss():
@@ -110,7 +129,7 @@ def test_grid_too_small_is_one_clear_error():
     encoder = ResNetEncoder(width=4)
     task = JigsawTask(encoder.num_features, num_permutations=5)
     with pytest.raises(ValueError, match="grid is 4x4 but JigsawTask spacing=2 .* lower spacing"):
-        task(encoder, torch.rand(1, 1, 20, 20))
+        task(encoder, torch.rand(1, 1, 16, 16))
 
 
 @pytest.mark.parametrize("kwargs", [{"num_permutations": 0}, {"spacing": 0}, {"hidden": -1}])

@@ -12,7 +12,7 @@ from cpc.tasks import PatchPositionTask
 from cpc.tasks.patch_position import DIRECTIONS
 
 CONFIGS = Path(__file__).parents[2] / "configs"
-P, STRIDE = 8, 4  # ResNetEncoder's patches: 28x28 images -> 6x6 grid
+P, STRIDE = 8, 4  # ResNetEncoder's patches: 28x28 images wrapped onto a torus -> 7x7 grid
 # label -> (rows down, columns right) of the neighbour, written out from the paper's figure 2
 BY_HAND = {
     0: (-1, -1),  # top-left
@@ -26,10 +26,13 @@ BY_HAND = {
 }
 
 
-def crop(images, row, col):
-    """The patch at grid (row, col) cut by hand with slicing: ``(C, P, P)``."""
-    y, x = row * STRIDE, col * STRIDE
-    return images[:, y : y + P, x : x + P]
+def crop(image, row, col):
+    """The patch at grid (row, col) of ``image`` (C, H, W) wrapped onto a torus, cut by hand:
+    rows and columns run on past the border into the opposite one. ``(C, P, P)``."""
+    h, w = image.shape[-2:]
+    rows = [(row * STRIDE + i) % h for i in range(P)]
+    cols = [(col * STRIDE + j) % w for j in range(P)]
+    return image[:, rows][:, :, cols]
 
 
 def test_directions_table_is_the_8_neighbours_in_reading_order():
@@ -52,21 +55,51 @@ def test_pairs_are_the_centre_and_the_neighbour_its_label_names(gap):
             assert pairs.patches[b, k, 1].equal(crop(images[b], r + gap * dr, c + gap * dc))
 
 
+def positions_predict_labels(features: torch.Tensor, labels: torch.Tensor) -> float:
+    """Held-out accuracy of the best lookup table from discrete ``features`` (N, F) to labels:
+    what a classifier that sees only these features can reach."""
+    half = len(labels) // 2
+    keys = [tuple(f) for f in features.tolist()]
+    votes: dict[tuple, torch.Tensor] = {}
+    for key, label in zip(keys[:half], labels[:half].tolist(), strict=True):
+        votes.setdefault(key, torch.zeros(int(labels.max()) + 1))[label] += 1
+    guesses = [int(votes[k].argmax()) if k in votes else 0 for k in keys[half:]]
+    return (torch.tensor(guesses) == labels[half:]).float().mean().item()
+
+
+def test_absolute_positions_do_not_give_the_label_away():
+    """The neighbour's (and the centre's) place in the frame says nothing about the label."""
+    torch.manual_seed(0)
+    encoder = ResNetEncoder(width=4)
+    task = PatchPositionTask(encoder.num_features, pairs_per_image=500, augment=nn.Identity())
+    pairs = task.train().make_pairs(encoder, torch.rand(80, 1, 28, 28))
+    labels = pairs.labels.flatten()  # (40000,)
+    step = 2 * torch.tensor(DIRECTIONS)[labels]  # (N, 2)
+    centres = pairs.centres.flatten(0, 1)  # (N, 2)
+    neighbours = (centres + step) % 7
+    for features in (neighbours, centres):
+        assert positions_predict_labels(features, labels) < 1 / 8 + 0.02
+    # sanity of the probe: both positions together do give the label away
+    assert positions_predict_labels(torch.cat([centres, neighbours], 1), labels) == 1.0
+
+
 def test_default_pairs_never_overlap_and_cover_every_direction_and_centre():
+    torch.manual_seed(0)
     encoder = ResNetEncoder(width=4)
     task = PatchPositionTask(encoder.num_features, pairs_per_image=50, augment=nn.Identity())
     pairs = task.train().make_pairs(encoder, torch.rand(8, 1, 28, 28))
     step = torch.tensor(DIRECTIONS)[pairs.labels] * task.gap * STRIDE  # (B, K, 2) pixels apart
     assert (step.abs().amax(dim=-1) >= P).all()  # disjoint boxes: apart by >= P on some axis
     assert set(pairs.labels.flatten().tolist()) == set(range(8))
-    assert set(map(tuple, pairs.centres.flatten(0, 1).tolist())) == {(2, 2), (2, 3), (3, 2), (3, 3)}
+    every_cell = {(r, c) for r in range(7) for c in range(7)}
+    assert set(map(tuple, pairs.centres.flatten(0, 1).tolist())) == every_cell
 
 
 def test_head_sees_centre_features_then_neighbour_features():
     """A stand-in encoder whose features are (patch mean, patch top-left pixel)."""
 
     class MeanAndCorner(nn.Module):
-        num_features = 2
+        num_features, patch_size, patch_stride = 2, P, STRIDE
 
         def patchify(self, images):
             return images.unfold(2, P, STRIDE).unfold(3, P, STRIDE).permute(0, 2, 3, 1, 4, 5)
@@ -134,8 +167,8 @@ def test_patches_are_augmented_only_in_training():
 @pytest.mark.parametrize(
     ("gap", "size", "message"),
     [
-        (2, 20, r"grid is 4x4 but PatchPositionTask gap=2 needs at least 5x5.*lower gap"),
-        (3, 28, r"grid is 6x6 but PatchPositionTask gap=3 needs at least 7x7"),
+        (2, 16, r"grid is 4x4 but PatchPositionTask gap=2 needs at least 5x5.*lower gap"),
+        (3, 24, r"grid is 6x6 but PatchPositionTask gap=3 needs at least 7x7"),
         (1, 28, r"gap=1 with patch_stride=4 .* overlap .* use gap >= 2"),
     ],
 )
