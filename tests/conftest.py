@@ -4,12 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import quick_fit_args, write_image_folder
+from helpers import write_image_folder
 
 # The tests use tiny tensors: one thread avoids oversubscribing the 2 cores (measured 10x faster).
 torch.set_num_threads(1)
-
-__all__ = ["quick_fit_args"]  # tests/tasks import it from here
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cpc.models.augment import PatchAugment
+from cpc.models.heads import mlp_head
 from cpc.tasks.base import PatchEncoder, Task
 from cpc.tasks.patch_position import check_grid, check_no_overlap, wrapped_patch_grid
 
@@ -145,13 +146,7 @@ class JigsawTask(Task):
             "permutations", hamming_permutations(num_permutations, NUM_TILES, seed)
         )
         self.augment = augment if augment is not None else PatchAugment(max_shift=2, drop_color=0.5)
-        dims = NUM_TILES * num_features
-        if hidden:
-            self.head = nn.Sequential(
-                nn.Linear(dims, hidden), nn.ReLU(), nn.Linear(hidden, num_permutations)
-            )
-        else:
-            self.head = nn.Sequential(nn.Linear(dims, num_permutations))
+        self.head = mlp_head(NUM_TILES * num_features, num_permutations, hidden)
 
     def make_puzzles(
         self, encoder: PatchEncoder, images: torch.Tensor

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cpc.models.augment import PatchAugment
+from cpc.models.heads import mlp_head
 from cpc.tasks.base import PatchEncoder, Task
 
 #: (row, column) direction of label l, row-major around the centre, the paper's order:
@@ -201,13 +202,7 @@ class PatchPositionTask(Task):
             )
         self.gap, self.pairs_per_image = gap, pairs_per_image
         self.augment = augment if augment is not None else PatchAugment(max_shift=2, drop_color=0.5)
-        classes = len(DIRECTIONS)
-        if hidden:
-            self.head = nn.Sequential(
-                nn.Linear(2 * num_features, hidden), nn.ReLU(), nn.Linear(hidden, classes)
-            )
-        else:
-            self.head = nn.Sequential(nn.Linear(2 * num_features, classes))
+        self.head = mlp_head(2 * num_features, len(DIRECTIONS), hidden)
 
     def make_pairs(self, encoder: PatchEncoder, images: torch.Tensor) -> Pairs:
         """Images ``(B, C, H, W)`` -> :class:`Pairs` (augmented in training)."""

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cpc.models.augment import ImageAugment
+from cpc.models.heads import mlp_head
 from cpc.tasks.base import PatchEncoder, Task
 
 #: Rotation classes: label k means the image was turned by k * 90 degrees counter-clockwise.
@@ -118,12 +119,7 @@ class RotationTask(Task):
             raise ValueError(f"hidden must be >= 0 (0: a linear head), got {hidden}")
         self.all_rotations = all_rotations
         self.augment = augment if augment is not None else ImageAugment()
-        if hidden:
-            self.head = nn.Sequential(
-                nn.Linear(num_features, hidden), nn.ReLU(), nn.Linear(hidden, NUM_ROTATIONS)
-            )
-        else:
-            self.head = nn.Sequential(nn.Linear(num_features, NUM_ROTATIONS))
+        self.head = mlp_head(num_features, NUM_ROTATIONS, hidden)
 
     def make_examples(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``(B, C, S, S)`` -> rotated images ``(N, C, S, S)`` and labels ``(N,)``.

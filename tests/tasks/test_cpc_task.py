@@ -155,23 +155,3 @@ def test_grid_too_small_for_steps_is_one_clear_error():
 def test_bad_arguments_fail_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CPCTask(8, **kwargs)
-
-
-def test_patches_are_augmented_only_in_training():
-    calls = []
-
-    class Spy(nn.Module):
-        def forward(self, patches):
-            calls.append(patches.shape)
-            return patches
-
-    torch.manual_seed(0)
-    from cpc.models.encoder import ResNetEncoder
-
-    enc = ResNetEncoder(width=8)
-    task = CPCTask(enc.num_features, augment=Spy())
-    images = torch.rand(2, 1, 28, 28)
-    task.eval()(enc, images)
-    assert calls == []
-    task.train()(enc, images)
-    assert calls == [(2, 6, 6, 1, 8, 8)]

@@ -1,9 +1,8 @@
-import math
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import quick_fit_args
+from helpers import quick_fit_args
 from torch import nn
 
 from cpc.cli import cli_main
@@ -127,17 +126,6 @@ def test_head_sees_centre_features_then_neighbour_features():
     torch.testing.assert_close(seen[0], expected)
 
 
-def test_forward_keys_head_size_and_chance_loss():
-    encoder = ResNetEncoder(width=4)
-    task = PatchPositionTask(encoder.num_features, hidden=6)
-    assert task.head[0].in_features == 2 * encoder.num_features
-    nn.init.zeros_(task.head[-1].weight)
-    nn.init.zeros_(task.head[-1].bias)
-    out = task(encoder, torch.rand(4, 1, 28, 28))
-    assert set(out) == {"loss", "acc"}
-    torch.testing.assert_close(out["loss"], torch.tensor(math.log(8)))
-
-
 def test_evaluation_pairs_are_fixed_training_pairs_are_random():
     encoder = ResNetEncoder(width=4)
     task = PatchPositionTask(encoder.num_features, pairs_per_image=8)
@@ -146,22 +134,6 @@ def test_evaluation_pairs_are_fixed_training_pairs_are_random():
     assert a.labels.equal(b.labels) and a.centres.equal(b.centres) and a.patches.equal(b.patches)
     c, d = task.train().make_pairs(encoder, images), task.make_pairs(encoder, images)
     assert not c.labels.equal(d.labels)
-
-
-def test_patches_are_augmented_only_in_training():
-    calls = []
-
-    class Spy(nn.Module):
-        def forward(self, patches):
-            calls.append(patches.shape)
-            return patches
-
-    encoder = ResNetEncoder(width=4)
-    task = PatchPositionTask(encoder.num_features, pairs_per_image=2, augment=Spy())
-    task.eval()(encoder, torch.rand(3, 1, 28, 28))
-    assert calls == []
-    task.train()(encoder, torch.rand(3, 1, 28, 28))
-    assert calls == [(3, 2, 2, 1, P, P)]
 
 
 @pytest.mark.parametrize(
