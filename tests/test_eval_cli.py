@@ -13,7 +13,7 @@ from PIL import Image
 import cpc
 from cpc.cli import cli_main, eval_main, main
 
-MODELS = {"encoder", "random_init", "pixels"}
+MODELS = {"encoder", "encoder_compact", "random_init", "random_init_compact", "pixels"}
 PROBE = "{epochs: 1, weight_decays: [0.0], accelerator: cpu}"
 
 
@@ -68,7 +68,7 @@ def test_fit_writes_report_metrics_and_checkpoints_in_one_run_folder(run):
     assert cli.trainer.checkpoint_callback.monitor == "val/loss"
     report = json.loads((ckpts / "report.json").read_text())
     assert set(report) == MODELS | {"meta"}
-    assert set(report["encoder"]["knn"]) == {"top1", "top5"}
+    assert set(report["encoder"]["knn"]) == {"top1", "top5", "val_top1"}
     assert report["meta"]["k"] == 5 and report["meta"]["test_split"] == "test"
     # pooling "full": every latent of the 6x6 grid, 16 channels each
     assert report["meta"]["pooling"] == "full" and report["meta"]["feature_dim"] == 16 * 36
@@ -117,7 +117,7 @@ def test_cpc_eval_reproduces_the_fit_report(run, folders, tmp_path):
 
     # without --data the data module and report settings come from the run's config.yaml
     no_data = eval_main([f"--ckpt_path={ckpt}", "--progress=false", "--baselines=false"])
-    assert set(no_data) == {"encoder", "meta"}
+    assert set(no_data) == {"encoder", "encoder_compact", "meta"}
     assert (no_data["meta"]["k"], no_data["meta"]["pooling"]) == (5, "full")
     mean = eval_main([*args, "--baselines=false", "--pooling=mean"])  # unless given
     assert mean["meta"]["feature_dim"] == 16

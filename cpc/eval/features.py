@@ -7,16 +7,19 @@ does the same), so kNN and every linear-probe candidate reuse them.
 
 Pooling of the latent grid ``(B, D, Gh, Gw)``:
 
-- ``"mean"``: the mean over the grid, ``(B, D)``: what ``encoder(images)`` returns and what the
-  papers evaluate. Invariant to where in the image a patch code occurs.
+- ``"mean"``: the mean over the grid, ``(B, D)``: what the papers evaluate. Invariant to where
+  in the image a patch code occurs.
 - ``"grid"``: adaptive average pooling to 2x2, flattened, ``(B, 4*D)``: keeps a coarse spatial
-  layout (which quadrant holds which code). It helps on centred, aligned images such as
-  Fashion-MNIST, where *where* a stroke is matters, at 4x the feature size.
+  layout (which quadrant holds which code), which matters on centred, aligned images such as
+  Fashion-MNIST, at 4x the feature size.
 - ``"full"``: no pooling, the whole grid flattened, ``(B, D*Gh*Gw)``: every patch code at its
-  place. Best on Fashion-MNIST (6x6 grid, 2304 values): on one checkpoint (1 epoch of CPC),
-  test kNN / linear top-1 were 79.8 / 79.2 (mean), 83.4 / 85.0 (grid), 87.3 / 90.4 (full);
-  the random-init encoder gains too (83.9 / 87.4 with full), so compare against it. The size
-  grows with the image: prefer "mean" or "grid" for large images.
+  place. The size grows with the image: prefer "mean" or "grid" for large images.
+
+Chosen on the validation split (``benchmarks/ablation.py``: 5k Fashion-MNIST validation images,
+bank = the 50k others, kNN / linear top-1 after 600 steps of CPC, default model): mean
+81.7 / 79.1, grid 85.2 / 87.0, full 88.4 / 90.5; the same encoder at random init gives
+74.2 / 71.1, 81.8 / 82.3 and 86.5 / 87.7, so compare against it. ``encoder(images)`` returns
+the encoder's own compact pooling (``ResNetEncoder(pool_size=...)``), reported as "compact".
 
 Loaders yield ``(images, labels)``; uint8 images become float32 in ``[0, 1]`` here, on the
 device (as :meth:`cpc.data.ImageDataModule.on_after_batch_transfer` does inside a Trainer).
@@ -25,7 +28,8 @@ device (as :meth:`cpc.data.ImageDataModule.on_after_batch_transfer` does inside 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Literal
 
 import torch
@@ -117,27 +121,24 @@ def extract_feature_sets(
     device: torch.device | str | None = None,
     progress: bool = True,
     pixels: bool = False,
+    compact: bool = False,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Features of several encoders (and optionally raw pixels) in one pass over ``loader``.
 
     Each batch is loaded once and fed to every encoder, so a split is read once however many
     models are compared. Arguments are as in :func:`extract_features`; ``device`` defaults to
-    the first encoder's device (CPU without encoders).
+    the first encoder's device (CPU without encoders). With ``compact``, each encoder's
+    compact feature (``encoder.pool(grid)``: what ``encoder(images)`` returns) is taken from
+    the same latent grid too.
 
     Returns:
-        ``({name: features (N, F_name)}, labels (N,))``, with key ``"pixels"`` holding
-        ``(N, C*H*W)`` when ``pixels`` is true.
+        ``({name: features (N, F_name)}, labels (N,))``; with ``compact`` also
+        ``{name}_compact``; with ``pixels`` the key ``"pixels"`` holding ``(N, C*H*W)``.
     """
     if device is None:
         device = next((_device_of(e) for e in encoders.values()), torch.device("cpu"))
     device = torch.device(device)
-    fns: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-        name: (lambda x, e=encoder: pool_grid(e.forward_features(x), pooling))
-        for name, encoder in encoders.items()
-    }
-    if pixels:
-        fns["pixels"] = lambda x: x.flatten(1)  # (B, C, H, W) -> (B, C*H*W)
-    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in fns}
+    outputs: dict[str, list[torch.Tensor]] = defaultdict(list)
     labels: list[torch.Tensor] = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     with contextlib.ExitStack() as stack:
@@ -147,8 +148,13 @@ def extract_feature_sets(
         for images, batch_labels in tqdm(loader, desc="features", disable=not progress):
             images = _to_unit_float(images.to(device, non_blocking=True))
             with autocast:
-                for name, fn in fns.items():
-                    outputs[name].append(fn(images).float().cpu())
+                for name, encoder in encoders.items():
+                    grid = encoder.forward_features(images)  # (B, D, Gh, Gw)
+                    outputs[name].append(pool_grid(grid, pooling).float().cpu())
+                    if compact:
+                        outputs[f"{name}_compact"].append(encoder.pool(grid).float().cpu())
+            if pixels:
+                outputs["pixels"].append(images.flatten(1).cpu())  # (B, C*H*W)
             labels.append(batch_labels.long().cpu())
     if not labels:
         raise ValueError("the loader yielded no batches: cannot extract features of nothing")

@@ -41,8 +41,15 @@ from cpc.eval.protocol import EvalData, EvalProtocol
 
 log = logging.getLogger(__name__)
 
-#: report keys of the compared models, in table order, and their row names
-MODELS = {"encoder": "encoder", "random_init": "random-init", "pixels": "pixels"}
+#: report keys of the compared features, in table order, and their row names: each model with
+#: the protocol's pooling, and (``protocol.compact``) its compact feature, ``encoder(images)``
+MODELS = {
+    "encoder": "encoder",
+    "encoder_compact": "encoder compact",
+    "random_init": "random-init",
+    "random_init_compact": "random-init compact",
+    "pixels": "pixels",
+}
 
 
 def random_init(encoder: nn.Module, seed: int = 0) -> nn.Module:
@@ -107,10 +114,15 @@ def evaluate(
         test_split = "val"
         log.warning("no test split (%s): reporting on val with a fixed weight decay", err)
         probe_kwargs["weight_decays"] = tuple(probe_kwargs.get("weight_decays", (0.0,)))[:1]
+    if protocol.compact and not callable(getattr(encoder, "pool", None)):
+        raise ValueError(
+            f"{type(encoder).__name__} has no pool(grid) giving its compact feature: "
+            "set report.compact false"
+        )
     feats, labels = {}, {}
     for split, loader in loaders.items():  # each split is read once, for every model
         feats[split], labels[split] = extract_feature_sets(
-            encoders, loader, protocol.pooling, device, progress, pixels=baselines
+            encoders, loader, protocol.pooling, device, progress, baselines, protocol.compact
         )
 
     report: dict[str, Any] = {}
@@ -123,6 +135,7 @@ def evaluate(
         "datamodule": f"{type(splits).__module__}.{type(splits).__qualname__}",
         "checkpoint": None if checkpoint_path is None else str(checkpoint_path),
         "feature_dim": feats["train"]["encoder"].shape[1],
+        "compact_dim": feats["train"]["encoder_compact"].shape[1] if protocol.compact else None,
         "pixel_dim": feats["train"]["pixels"].shape[1] if baselines else None,
         "num_classes": splits.num_classes,
         **protocol.as_dict(),
@@ -145,19 +158,26 @@ def score_features(
     """kNN (bank ``"train"``, queries ``test_split``) and linear probe (fit on ``"train"``,
     selected on ``"val"``) of one model's features ``{split: (N, F)}``, labels ``{split: (N,)}``.
 
-    One row of the report; a new kind of feature (another pooling) is another call.
+    One row of the report; a new kind of feature (another pooling) is another call. The kNN's
+    ``val_top1`` (queries ``"val"``) is what choices between features are made on.
     """
+
+    def knn_on(split: str) -> dict[str, float]:
+        return knn_accuracy(
+            features["train"],
+            labels["train"],
+            features[split],
+            labels[split],
+            num_classes,
+            protocol.k,
+            protocol.temperature,
+            standardize=protocol.knn_standardize,
+        )
+
     train, test = features["train"], features[test_split]
-    knn = knn_accuracy(
-        train,
-        labels["train"],
-        test,
-        labels[test_split],
-        num_classes,
-        protocol.k,
-        protocol.temperature,
-        standardize=protocol.knn_standardize,
-    )
+    knn = knn_on(test_split)
+    if test_split != "val":
+        knn["val_top1"] = knn_on("val")["top1"]
     probe = linear_probe(
         train,
         labels["train"],
@@ -207,18 +227,19 @@ def check_eval_data(name: str, datamodule: Any) -> None:
 def format_report(report: Mapping[str, Any]) -> str:
     """A small aligned table of accuracies in %: one row per model, kNN and linear top-1/5."""
     columns = [("knn", "top1"), ("knn", "top5"), ("linear", "top1"), ("linear", "top5")]
-    header = f"{'model':<12}" + "".join(f"{f'{m} {t}':>13}" for m, t in columns)
+    header = f"{'features':<20}" + "".join(f"{f'{m} {t}':>13}" for m, t in columns)
     lines = [header, "-" * len(header)]
     for key, row in MODELS.items():
         if key in report:
             cells = "".join(f"{100 * report[key][m][t]:>13.2f}" for m, t in columns)
-            lines.append(f"{row:<12}{cells}")
+            lines.append(f"{row:<20}{cells}")
     meta = report.get("meta", {})
     if meta:
         lines.append(
             f"k={meta.get('k')} T={meta.get('temperature')} pooling={meta.get('pooling')} "
             f"standardized={meta.get('knn_standardize')} "
-            f"feature_dim={meta.get('feature_dim')} reported on {meta.get('test_split')!r} "
+            f"feature_dim={meta.get('feature_dim')} compact_dim={meta.get('compact_dim')} "
+            f"reported on {meta.get('test_split')!r} "
             f"({meta.get('seconds')} s)"
         )
     return "\n".join(lines)

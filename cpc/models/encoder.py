@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -64,6 +65,11 @@ class ResNetEncoder(nn.Module):
             its activations: less memory, about one more forward pass of compute.
         channels_last: keep activations in NHWC, which some conv kernels (cuDNN with AMP,
             oneDNN at small batch) run faster.
+        pool_size: ``forward`` (the compact feature, what ``encoder(images)`` returns) averages
+            the latent grid down to ``pool_size x pool_size`` cells and flattens them:
+            ``D * pool_size**2`` values. 1 (default) is the mean over the grid, the papers'
+            protocol, blind to where a code occurs; 2 keeps which quadrant holds which code,
+            which matters on centred, aligned images such as Fashion-MNIST.
     """
 
     def __init__(
@@ -77,8 +83,12 @@ class ResNetEncoder(nn.Module):
         stem_stride: int = 2,
         gradient_checkpointing: bool = False,
         channels_last: bool = False,
+        pool_size: int = 1,
     ) -> None:
         super().__init__()
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1 (1: the mean over the grid), got {pool_size}")
+        self.pool_size = pool_size
         self.in_channels, self.patch_size, self.patch_stride = in_channels, patch_size, patch_stride
         self.gradient_checkpointing = gradient_checkpointing
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -95,7 +105,8 @@ class ResNetEncoder(nn.Module):
                 blocks.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1, norm))
                 cin = cout
         self.blocks = nn.ModuleList(blocks)
-        self.num_features = cin
+        self.num_features = cin  # D, channels of the latent grid
+        self.compact_features = cin * pool_size**2  # size of forward's output
         self.to(memory_format=self.memory_format)
 
     def patchify(self, images: torch.Tensor) -> torch.Tensor:
@@ -127,6 +138,13 @@ class ResNetEncoder(nn.Module):
         """Images in [0, 1], ``(B, C, H, W)`` -> latent grid ``(B, D, Gh, Gw)``."""
         return self.encode_grid(self.patchify(images))
 
+    def pool(self, grid: torch.Tensor) -> torch.Tensor:
+        """Latent grid ``(B, D, Gh, Gw)`` -> compact feature ``(B, D * pool_size**2)``."""
+        if self.pool_size == 1:
+            return grid.mean(dim=(2, 3))  # (B, D)
+        return F.adaptive_avg_pool2d(grid, self.pool_size).flatten(1)  # (B, D, s, s) -> (B, D*s*s)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, C, H, W)`` -> one feature vector per image ``(B, D)`` (mean pool)."""
-        return self.forward_features(images).mean(dim=(2, 3))
+        """Images ``(B, C, H, W)`` -> the compact feature ``(B, compact_features)``: the
+        latent grid averaged to ``pool_size x pool_size`` cells (the mean for 1)."""
+        return self.pool(self.forward_features(images))

@@ -154,7 +154,7 @@ def test_evaluation_report_writes_json_next_to_the_checkpoints(tmp_path):
     trainer(tmp_path, [report, ckpt]).fit(TinyModule(), datamodule=Quadrants())
     assert report.path == tmp_path / "ckpts" / "report.json"
     written = json.loads(report.path.read_text())
-    assert set(written) == {"encoder", "meta"}
+    assert set(written) == {"encoder", "encoder_compact", "meta"}
     assert written["meta"]["checkpoint"] == ckpt.last_model_path
     assert (written["meta"]["epoch"], written["meta"]["global_step"]) == (
         1,

@@ -5,7 +5,14 @@ import torch
 from torch import nn
 
 from cpc.data.datamodule import ImageDataModule
-from cpc.eval.report import evaluate_encoder, format_report, random_init, write_report
+from cpc.eval.protocol import EvalProtocol
+from cpc.eval.report import (
+    evaluate_encoder,
+    format_report,
+    random_init,
+    score_features,
+    write_report,
+)
 from cpc.models.encoder import ResNetEncoder
 
 # one candidate and few epochs: each Lightning run costs ~0.5 s here, the math is tested elsewhere
@@ -52,15 +59,17 @@ def encoder():
 def test_report_has_every_model_and_metric_and_pixels_solve_the_easy_set(encoder):
     dm = Stripes()
     report = evaluate_encoder(encoder, dm, k=5, probe_kwargs=PROBE, progress=False)
-    assert set(report) == {"encoder", "random_init", "pixels", "meta"}
-    for name in ("encoder", "random_init", "pixels"):
+    rows = {"encoder", "encoder_compact", "random_init", "random_init_compact", "pixels"}
+    assert set(report) == rows | {"meta"}
+    for name in rows:
         assert set(report[name]) == {"knn", "linear"}
-        assert set(report[name]["knn"]) == {"top1", "top5"}
+        assert set(report[name]["knn"]) == {"top1", "top5", "val_top1"}
         assert {"top1", "top5", "val_top1", "weight_decay", "sweep"} <= set(report[name]["linear"])
         assert all(0 <= report[name][m]["top1"] <= 1 for m in ("knn", "linear"))
     assert report["pixels"]["knn"]["top1"] == 1.0
     meta = report["meta"]
     assert meta["feature_dim"] == encoder.num_features and meta["pixel_dim"] == 16 * 16
+    assert meta["compact_dim"] == encoder.compact_features
     assert meta["split_sizes"] == {"train": 48, "val": 16, "test": 32}
     assert meta["test_split"] == "test" and meta["datamodule"].endswith("Stripes")
     assert (meta["k"], meta["temperature"], meta["pooling"]) == (5, 0.07, "mean")
@@ -82,7 +91,9 @@ def test_test_split_never_influences_selection(encoder):
     )
     clean = evaluate_encoder(encoder, Stripes(), **kwargs)
     flipped = evaluate_encoder(encoder, Stripes(flip_test_labels=True), **kwargs)
-    assert set(clean) == {"encoder", "meta"} and clean["meta"]["pixel_dim"] is None
+    assert (
+        set(clean) == {"encoder", "encoder_compact", "meta"} and clean["meta"]["pixel_dim"] is None
+    )
     assert clean["meta"]["feature_dim"] == 4 * encoder.num_features  # 2x2 grid pooling
     a, b = clean["encoder"]["linear"], flipped["encoder"]["linear"]
     assert list(a["sweep"]) == [0.0, 1e-3]
@@ -135,9 +146,28 @@ def fake_report():
     return {"encoder": result, "random_init": result, "pixels": result, "meta": meta}
 
 
+def test_compact_rows_score_what_encoder_of_images_returns(encoder):
+    """The compact row equals scoring encoder(images) by hand; pool_size 2 makes it 4D wide."""
+    dm = Stripes()
+    wide = ResNetEncoder(in_channels=1, width=8, pool_size=2)
+    wide.load_state_dict(encoder.state_dict())
+    report = evaluate_encoder(wide, dm, k=5, probe_kwargs=PROBE, progress=False, baselines=False)
+    assert report["meta"]["compact_dim"] == 4 * encoder.num_features
+    feats, labels = {}, {}
+    for split in ("train", "val", "test"):
+        batches = [(wide(x.float() / 255), y) for x, y in dm.eval_dataloader(split)]
+        feats[split] = torch.cat([f for f, _ in batches]).detach()
+        labels[split] = torch.cat([y for _, y in batches])
+    by_hand = score_features(
+        feats, labels, "test", dm.num_classes, EvalProtocol(k=5), {"seed": 0, **PROBE}
+    )
+    assert report["encoder_compact"]["knn"] == by_hand["knn"]
+    assert report["encoder_compact"]["linear"]["top1"] == by_hand["linear"]["top1"]
+
+
 def test_format_report_is_an_aligned_table_in_percent():
     lines = format_report(fake_report()).splitlines()
-    assert lines[0].split() == ["model", "knn", "top1", "knn", "top5", "linear", "top1"] + [
+    assert lines[0].split() == ["features", "knn", "top1", "knn", "top5", "linear", "top1"] + [
         "linear",
         "top5",
     ]

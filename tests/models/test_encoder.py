@@ -64,3 +64,21 @@ def test_forward_features_is_encode_grid_of_patchify():
     torch.testing.assert_close(enc.encode_grid(patches), enc.forward_features(images))
     one = enc.encode_patches(patches[1, 2, 3][None])  # patch (2, 3) of image 1 alone
     torch.testing.assert_close(one[0], enc.forward_features(images)[1, :, 2, 3])
+
+
+@pytest.mark.parametrize("pool_size", [1, 2, 3])
+def test_forward_is_the_grid_averaged_to_pool_size_cells(pool_size):
+    torch.manual_seed(0)
+    enc = ResNetEncoder(width=8, pool_size=pool_size).eval()
+    images = torch.rand(2, 1, 28, 28)
+    grid = enc.forward_features(images)  # (2, 16, 6, 6)
+    out = enc(images)
+    assert out.shape == (2, enc.compact_features) == (2, 16 * pool_size**2)
+    block = 6 // pool_size  # 6x6 grid -> pool_size x pool_size blocks of block x block codes
+    first_cell = grid[:, :, :block, :block].mean(dim=(2, 3))  # (2, 16)
+    torch.testing.assert_close(out.view(2, 16, pool_size, pool_size)[:, :, 0, 0], first_cell)
+
+
+def test_pool_size_below_one_is_refused():
+    with pytest.raises(ValueError, match="pool_size must be >= 1"):
+        ResNetEncoder(pool_size=0)
