@@ -1,27 +1,35 @@
-"""Feature quality at a fixed wall-clock budget: kNN and linear probe on Fashion-MNIST's test set.
+"""Feature quality at a fixed wall-clock budget on Fashion-MNIST, over seeds: the README table.
 
-    python benchmarks/quality.py --minutes 20                        # CPC, the README table
-    python benchmarks/quality.py --minutes 20 --configs configs/fashion_mnist.yaml \
-        configs/rotation.yaml configs/patch_position.yaml configs/cpc_patch_position.yaml \
-        --supervised
+    python benchmarks/quality.py --minutes 20 --seeds 0 1 2 --supervised
+    python benchmarks/quality.py --table                       # print the table of what ran
 
-Each config is pretrained without labels on the 55k train images (5k held out for validation)
-for ``--minutes`` of wall-clock time: a short calibration measures seconds per step, the run
-gets ``max_steps`` to fill the budget (so the cosine schedule ends on time) and ``max_time`` as a
-hard cap. Then the frozen encoder is evaluated exactly as ``cpc eval`` does
-(:func:`cpc.eval.report.evaluate_encoder`): kNN (k=20, T=0.07) with the train split as memory
-bank, and a linear probe with weight decay picked on the validation split, both reported once
-on the 10k test images: the final model, never a best epoch chosen on test.
+Each method runs for ``--minutes`` of wall-clock time per seed:
 
-Baselines, computed the same way: raw pixels, the encoder at random initialisation and, with
-``--supervised``, the same encoder trained with labels (cross entropy) for the same budget: the
-ceiling. Prints a markdown table and writes ``results.json`` under ``--out``.
+- each config (default ``configs/fashion_mnist.yaml``) is pretrained without labels on the 55k
+  train images (5k held out for validation): a short calibration measures seconds per step, the
+  run gets ``max_steps`` to fill the budget (so the cosine schedule ends on time) and
+  ``max_time`` as a hard cap;
+- with ``--supervised``, two ceilings trained with labels for the same time: the same encoder
+  (and image augmentation) with a linear head on the evaluated features, and a plain small CNN.
+
+Every model is then evaluated as the end-of-fit report does (:func:`cpc.eval.report.evaluate`):
+kNN (k=20, T=0.07) with the train split as memory bank, and a linear probe whose weight decay is
+picked on the validation split; test is scored once, on the final model (never a best epoch).
+Two features per model: the **best** (``--pooling``, the report's leading row; the whole latent
+grid by default) and the **compact** one, what ``encoder(images)`` returns. The random-init
+encoder and raw pixels are the baselines. The table shows mean ± std over seeds of the test
+top-1 and, in the last columns, the validation top-1 that every choice was made on.
+
+Every (method, seed) writes ``<out>/<method>/seed<k>.json`` when it finishes and is skipped
+when that file exists, so an interrupted benchmark resumes, and runs can be split over
+processes (e.g. one per core: ``taskset -c 0 ... --seeds 0`` and ``taskset -c 1 ... --seeds 1``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import statistics
 import time
@@ -30,48 +38,79 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from cpc.cli import cli_main
 from cpc.data import FashionMNISTDataModule
 from cpc.eval.features import pool_grid
-from cpc.eval.report import evaluate_encoder, write_report
+from cpc.eval.protocol import EvalProtocol
+from cpc.eval.report import evaluate, write_report
 from cpc.models.augment import ImageAugment
 from cpc.models.encoder import ResNetEncoder
 
 
 class Supervised(L.LightningModule):
-    """The ceiling: the same encoder and augmentation, trained with labels.
+    """A ceiling: ``encoder`` trained with labels, image augmentation, a linear head on
+    ``head_features(encoder, images)`` and AdamW with a cosine over ``max_steps``."""
 
-    The head sees the features the evaluation uses (``pooling``). With a head on mean-pooled
-    patch features (a bag of patches) it reached only 48% val accuracy after 80 steps of 256,
-    and its 2-minute features scored below the random-init encoder.
-    """
-
-    def __init__(
-        self, encoder: nn.Module, num_classes: int, pooling: str = "grid", lr: float = 2e-3
-    ) -> None:
+    def __init__(self, encoder: nn.Module, head_in: int, num_classes: int, pooling: str) -> None:
         super().__init__()
-        self.encoder, self.lr, self.pooling = encoder, lr, pooling
-        with torch.no_grad():  # the head's input size: pool one blank image's grid
-            grid = encoder.forward_features(torch.zeros(1, encoder.in_channels, 28, 28))
-        self.head = nn.Linear(pool_grid(grid, pooling).shape[1], num_classes)
+        self.encoder, self.pooling = encoder, pooling
+        self.head = nn.Linear(head_in, num_classes)
         self.augment = ImageAugment()
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return pool_grid(self.encoder.forward_features(images), self.pooling)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
-        grid = self.encoder.forward_features(self.augment(images))  # (B, D, G, G)
-        loss = F.cross_entropy(self.head(pool_grid(grid, self.pooling)), labels)
+        loss = F.cross_entropy(self.head(self.features(self.augment(images))), labels)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=1e-4)
+        opt = torch.optim.AdamW(self.parameters(), lr=2e-3, weight_decay=1e-4)
         total = max(1, self.trainer.max_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class SmallCNN(nn.Module):
+    """A plain supervised CNN for 28x28 images (three 3x3 conv blocks, GroupNorm, max-pool),
+    shaped like an encoder so the report can score it: its 128-d penultimate feature is a 1x1
+    "grid"."""
+
+    def __init__(self, in_channels: int = 1, width: int = 32) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.GroupNorm(8, cout),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                nn.GroupNorm(8, cout),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
+
+        self.body = nn.Sequential(
+            block(in_channels, width), block(width, 2 * width), block(2 * width, 4 * width)
+        )  # 28 -> 14 -> 7 -> 3
+        self.num_features = self.compact_features = 4 * width
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, 28, 28)`` -> ``(B, 4w, 1, 1)``: global average of the last block."""
+        return self.body(images * 2 - 1).mean(dim=(2, 3), keepdim=True)
+
+    def pool(self, grid: torch.Tensor) -> torch.Tensor:
+        return grid.flatten(1)  # (B, 4w, 1, 1) -> (B, 4w)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.forward_features(images))
 
 
 def seconds_per_step(args: list[str], out: Path, steps: int = 16) -> float:
@@ -83,10 +122,8 @@ def seconds_per_step(args: list[str], out: Path, steps: int = 16) -> float:
             "--trainer.limit_val_batches=0",
             "--report.enabled=false",
             "--online_knn.every_n_epochs=0",
-            "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
             "--trainer.log_every_n_steps=1",
             f"--trainer.default_root_dir={out}",
-            "--trainer.enable_progress_bar=false",
         ]
     )
     with open(Path(calibration.trainer.logger.log_dir) / "metrics.csv") as f:
@@ -99,8 +136,9 @@ def seconds_per_step(args: list[str], out: Path, steps: int = 16) -> float:
 
 
 def pretrain(
-    config: str, minutes: float, out: Path, baselines: bool, pooling: str, seed: int
+    config: str, minutes: float, out: Path, protocol: EvalProtocol, seed: int, baselines: bool
 ) -> dict:
+    """Pretrain ``config`` for ``minutes``, then evaluate it (and the baselines)."""
     args = [
         "fit",
         f"--config={config}",
@@ -109,8 +147,7 @@ def pretrain(
         f"--seed_everything={seed}",
     ]
     per_step = seconds_per_step(args, out / "calibration")
-    # leave ~10% of the budget for validation and the online kNN between epochs
-    steps = int(0.9 * minutes * 60 / per_step)
+    steps = int(0.9 * minutes * 60 / per_step)  # ~10% of the budget for validation between epochs
     start = time.perf_counter()
     cli = cli_main(
         [
@@ -123,87 +160,141 @@ def pretrain(
         ]
     )
     seconds = time.perf_counter() - start
-    ckpt = Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"
-    report = evaluate_encoder(
-        cli.model.encoder,
-        cli.datamodule,
-        baselines=baselines,
-        pooling=pooling,
-        progress=False,
-        checkpoint_path=str(ckpt),
+    report = evaluate(
+        cli.model.encoder, cli.datamodule, protocol, baselines=baselines, progress=False
     )
     report["meta"].update(train_seconds=round(seconds), steps=cli.trainer.global_step)
     return report
 
 
-def supervised(minutes: float, out: Path, pooling: str) -> dict:
-    L.seed_everything(0)
+def supervised(
+    encoder: nn.Module,
+    head_in: int,
+    pooling: str,
+    minutes: float,
+    protocol: EvalProtocol,
+    seed: int,
+) -> dict:
+    """Train ``encoder`` with labels for ``minutes`` (steps calibrated), then evaluate it."""
     data = FashionMNISTDataModule(root="data")
     quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
-    # a cosine over the budget needs its length in steps: time a short run first
-    start = time.perf_counter()
-    L.Trainer(max_steps=12, limit_val_batches=0, **quiet).fit(
-        Supervised(ResNetEncoder(), data.num_classes, pooling), datamodule=data
-    )
+    L.seed_everything(seed)
+    state = {k: v.clone() for k, v in encoder.state_dict().items()}
+    start = time.perf_counter()  # a cosine over the budget needs its length in steps
+    probe = Supervised(encoder, head_in, data.num_classes, pooling)
+    L.Trainer(max_steps=12, limit_val_batches=0, **quiet).fit(probe, datamodule=data)
     per_step = (time.perf_counter() - start) / 12  # includes start-up: errs on the short side
-    model = Supervised(ResNetEncoder(), data.num_classes, pooling)
+    encoder.load_state_dict(state)
+    L.seed_everything(seed)
+    model = Supervised(encoder, head_in, data.num_classes, pooling)
     trainer = L.Trainer(
         max_steps=int(0.95 * minutes * 60 / per_step),
         max_time={"minutes": minutes},
         limit_val_batches=0,
-        default_root_dir=out,
         **quiet,
     )
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
     seconds = time.perf_counter() - start
-    report = evaluate_encoder(model.encoder, data, baselines=False, pooling=pooling, progress=False)
+    report = evaluate(model.encoder, data, protocol, baselines=False, progress=False)
     report["meta"].update(train_seconds=round(seconds), steps=trainer.global_step)
     return report
+
+
+def run(method: str, seed: int, args: argparse.Namespace, protocol: EvalProtocol) -> dict:
+    if method == "supervised_same_encoder":
+        encoder = config_encoder(args.configs[0])
+        grid = encoder.forward_features(torch.zeros(1, encoder.in_channels, 28, 28))
+        head_in = pool_grid(grid, protocol.pooling).shape[1]
+        return supervised(encoder, head_in, protocol.pooling, args.minutes, protocol, seed)
+    if method == "supervised_small_cnn":
+        cnn = SmallCNN()
+        return supervised(cnn, cnn.num_features, "mean", args.minutes, protocol, seed)
+    config = next(c for c in args.configs if Path(c).stem == method)
+    # the baselines do not depend on the pretraining seed: computed with the first seed only
+    out = args.out / method / f"seed{seed}"
+    return pretrain(config, args.minutes, out, protocol, seed, baselines=seed == args.seeds[0])
+
+
+def config_encoder(config: str) -> ResNetEncoder:
+    """The ``ResNetEncoder`` a config builds (its ``model.encoder.init_args``), at random init."""
+    section = (yaml.safe_load(Path(config).read_text()).get("model") or {}).get("encoder") or {}
+    return ResNetEncoder(**section.get("init_args", {}))
+
+
+def summarize(out: Path) -> str:
+    """Markdown table of every ``<out>/<method>/seed*.json``: mean ± std over seeds."""
+    rows = []
+    baselines: dict[str, list[dict]] = {}
+    for method_dir in sorted(p for p in out.iterdir() if p.is_dir()):
+        reports = [json.loads(p.read_text()) for p in sorted(method_dir.glob("seed*.json"))]
+        if not reports:
+            continue
+        for key, label in (("encoder", "best"), ("encoder_compact", "compact")):
+            if key in reports[0]:
+                rows.append((f"{method_dir.name} ({label})", [r[key] for r in reports], reports))
+        for key in ("random_init", "random_init_compact", "pixels"):
+            for report in reports:
+                if key in report and key not in baselines:
+                    baselines[key] = [report[key]]
+    lines = [
+        "| features | seeds | steps | dim | kNN top-1 | linear top-1 | val kNN | val linear |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(values: list[float], scale: float = 100, digits: int = 2) -> str:
+        values = [scale * v for v in values]
+        if len(values) == 1:
+            return f"{values[0]:.{digits}f}"
+        return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+    def line(name: str, results: list[dict], reports: list[dict] | None, dim) -> str:
+        steps = "-" if reports is None else cell([r["meta"]["steps"] for r in reports], 1, 0)
+        return (
+            f"| {name} | {len(results)} | {steps} | {dim} "
+            f"| {cell([r['knn']['top1'] for r in results])} "
+            f"| {cell([r['linear']['top1'] for r in results])} "
+            f"| {cell([r['knn'].get('val_top1', float('nan')) for r in results])} "
+            f"| {cell([r['linear']['val_top1'] for r in results])} |"
+        )
+
+    for name, results, reports in rows:
+        meta = reports[0]["meta"]
+        dim = meta["compact_dim"] if name.endswith("(compact)") else meta["feature_dim"]
+        lines.append(line(name, results, reports, dim))
+    for key, results in baselines.items():
+        lines.append(line(key.replace("_", " "), results, None, "-"))
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget per run")
     parser.add_argument("--configs", nargs="*", default=["configs/fashion_mnist.yaml"])
-    parser.add_argument("--supervised", action="store_true", help="add the supervised ceiling")
+    parser.add_argument("--supervised", action="store_true", help="add the supervised ceilings")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these methods")
     parser.add_argument("--pooling", default="full", choices=["mean", "grid", "full"])
-    parser.add_argument("--seed", type=int, default=0, help="seed of the pretraining runs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
+    parser.add_argument("--table", action="store_true", help="only print the table")
     args = parser.parse_args()
 
-    results: dict[str, dict] = {}
-    for i, config in enumerate(args.configs):
-        name = Path(config).stem
-        results[name] = pretrain(
-            config, args.minutes, args.out / name, i == 0, args.pooling, args.seed
-        )
-        write_report(results, args.out / "results.json")
+    protocol = EvalProtocol(pooling=args.pooling)
+    methods = [Path(c).stem for c in args.configs]
     if args.supervised:
-        results["supervised"] = supervised(args.minutes, args.out / "supervised", args.pooling)
-        write_report(results, args.out / "results.json")
-
-    rows, baselines = [], []
-    for name, report in results.items():
-        meta = report["meta"]
-        rows.append((name, report["encoder"], meta["train_seconds"], meta["steps"]))
-        if "pixels" in report:
-            baselines = [
-                ("random-init encoder", report["random_init"]),
-                ("raw pixels", report["pixels"]),
-            ]
+        methods += ["supervised_same_encoder", "supervised_small_cnn"]
+    if args.only:
+        methods = [m for m in methods if m in args.only]
+    for method in [] if args.table else methods:
+        for seed in args.seeds:
+            path = args.out / method / f"seed{seed}.json"
+            if not path.exists():
+                write_report(run(method, seed, args, protocol), path)
     print(
-        f"Fashion-MNIST test set, budget {args.minutes:g} min per run, "
-        f"{torch.get_num_threads()} threads, {args.pooling} pooling"
+        f"Fashion-MNIST test top-1 (mean ± std over seeds), budget {args.minutes:g} min per run, "
+        f"{torch.get_num_threads()} threads; val = the 5k validation images"
     )
-    print("| method | train s | steps | kNN top-1 | kNN top-5 | linear top-1 | linear top-5 |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r, seconds, steps in rows + [(n, r, "-", "-") for n, r in baselines]:
-        print(
-            f"| {name} | {seconds} | {steps} | {100 * r['knn']['top1']:.2f} | "
-            f"{100 * r['knn']['top5']:.2f} | {100 * r['linear']['top1']:.2f} | "
-            f"{100 * r['linear']['top5']:.2f} |"
-        )
+    print(summarize(args.out))
 
 
 if __name__ == "__main__":
