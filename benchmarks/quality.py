@@ -211,9 +211,9 @@ def run(method: str, seed: int, args: argparse.Namespace, protocol: EvalProtocol
         cnn = SmallCNN()
         return supervised(cnn, cnn.num_features, "mean", args.minutes, protocol, seed)
     config = next(c for c in args.configs if Path(c).stem == method)
-    # the baselines do not depend on the pretraining seed: computed with the first seed only
+    # the baselines do not depend on the pretraining seed: computed with one seed only
     out = args.out / method / f"seed{seed}"
-    return pretrain(config, args.minutes, out, protocol, seed, baselines=seed == args.seeds[0])
+    return pretrain(config, args.minutes, out, protocol, seed, seed == args.baselines_seed)
 
 
 def config_encoder(config: str) -> ResNetEncoder:
@@ -274,12 +274,14 @@ def main() -> None:
     parser.add_argument("--supervised", action="store_true", help="add the supervised ceilings")
     parser.add_argument("--only", nargs="*", default=None, help="run only these methods")
     parser.add_argument("--pooling", default="full", choices=["mean", "grid", "full"])
+    parser.add_argument("--knn-pca", type=int, default=512, help="see EvalProtocol.knn_pca")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--baselines-seed", type=int, default=0, help="seed run with baselines")
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     parser.add_argument("--table", action="store_true", help="only print the table")
     args = parser.parse_args()
 
-    protocol = EvalProtocol(pooling=args.pooling)
+    protocol = EvalProtocol(pooling=args.pooling, knn_pca=args.knn_pca)
     methods = [Path(c).stem for c in args.configs]
     if args.supervised:
         methods += ["supervised_same_encoder", "supervised_small_cnn"]

@@ -105,6 +105,7 @@ class OnlineKNN(L.Callback):
             p.k,
             p.temperature,
             standardize=p.knn_standardize,
+            pca=p.knn_pca,
         )
         return scores["top1"]
 

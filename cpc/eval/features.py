@@ -76,6 +76,25 @@ def standardization(features: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Te
     return mean, torch.where(std < eps, torch.ones_like(std), std)
 
 
+def principal_components(features: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``(D,)`` and the top ``dim`` principal directions ``(D, dim)`` of ``features`` (N, D).
+
+    Exact: the eigenvectors of the covariance with the largest eigenvalues, computed in float64
+    (deterministic, unlike randomised PCA). ``(x - mean) @ basis`` projects onto them; followed
+    by standardisation it is PCA whitening (Jegou & Chum, 2012, for retrieval): correlated
+    directions no longer count several times in a cosine, and the low-variance tail is dropped.
+    """
+    if not 1 <= dim <= features.shape[1]:
+        raise ValueError(f"dim must be in [1, {features.shape[1]}], got {dim}")
+    x = features.double()
+    mean = x.mean(dim=0)  # (D,)
+    centred = x - mean
+    covariance = centred.T @ centred / max(1, len(x) - 1)  # (D, D)
+    _, vectors = torch.linalg.eigh(covariance)  # eigenvalues ascending
+    basis = vectors[:, -dim:].flip(1)  # (D, dim), largest variance first
+    return mean.to(features.dtype), basis.to(features.dtype)
+
+
 def extract_features(
     encoder: nn.Module,
     loader: Batches,

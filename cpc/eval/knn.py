@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cpc.eval.features import standardization
+from cpc.eval.features import principal_components, standardization
 from cpc.eval.protocol import EvalProtocol
 
 DEFAULT = EvalProtocol()  # k and temperature default to the evaluation protocol's
@@ -169,6 +169,7 @@ def knn_accuracy(
     temperature: float = DEFAULT.temperature,
     backend: Backend = "faiss",
     standardize: bool = False,
+    pca: int = 0,
 ) -> dict[str, float]:
     """Top-1 and top-5 accuracy of :func:`knn_predict`, as fractions in ``[0, 1]``.
 
@@ -180,6 +181,9 @@ def knn_accuracy(
         train_features, train_labels, query_features, num_classes, k, temperature, backend,
         standardize: as in :func:`knn_predict`.
         query_labels: true labels of the queries.
+        pca: if > 0 and below ``D``, both sets are first projected onto the bank's top ``pca``
+            principal components (:func:`cpc.eval.features.principal_components`); with
+            ``standardize`` that is PCA whitening.
 
     Returns:
         ``{"top1": float, "top5": float}``.
@@ -194,6 +198,12 @@ def knn_accuracy(
         )
     if query_features.shape[0] == 0:
         raise ValueError("query set is empty: accuracy is undefined")
+    if 0 < pca < train_features.shape[1]:
+        mean, basis = principal_components(train_features.float(), pca)  # (D,), (D, pca)
+        train_features = (train_features.float() - mean) @ basis  # (N, pca)
+        query_features = (query_features.float() - mean.to(query_features)) @ basis.to(
+            query_features
+        )  # (Q, pca)
     scores = knn_predict(
         train_features,
         train_labels,

@@ -172,6 +172,7 @@ def score_features(
             protocol.k,
             protocol.temperature,
             standardize=protocol.knn_standardize,
+            pca=protocol.knn_pca,
         )
 
     train, test = features["train"], features[test_split]
@@ -237,7 +238,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     if meta:
         lines.append(
             f"k={meta.get('k')} T={meta.get('temperature')} pooling={meta.get('pooling')} "
-            f"standardized={meta.get('knn_standardize')} "
+            f"standardized={meta.get('knn_standardize')} knn_pca={meta.get('knn_pca')} "
             f"feature_dim={meta.get('feature_dim')} compact_dim={meta.get('compact_dim')} "
             f"reported on {meta.get('test_split')!r} "
             f"({meta.get('seconds')} s)"

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from cpc.eval.features import principal_components
 from cpc.eval.knn import knn_accuracy, knn_neighbours, knn_predict
 
 BACKENDS = ["faiss", "torch"]
@@ -178,3 +179,30 @@ def test_knn_neighbours_standardize_ranks_the_standardised_features():
     assert torch.equal(idx, expected)
     _, raw = knn_neighbours(bank, query, k=4)
     assert not torch.equal(raw, expected)  # the large first dimension dominates raw cosine
+
+
+def test_principal_components_are_orthonormal_and_ordered_by_variance():
+    torch.manual_seed(0)
+    x = torch.randn(500, 6) * torch.tensor([5.0, 1.0, 3.0, 0.1, 2.0, 0.5])
+    mean, basis = principal_components(x, 3)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(3), atol=1e-5, rtol=0)
+    variances = ((x - mean) @ basis).var(dim=0)
+    assert variances[0] > variances[1] > variances[2]
+    top_axes = basis.abs().argmax(dim=0).tolist()  # the axes of largest variance, in order
+    assert top_axes == [0, 2, 4]
+
+
+def test_pca_whitening_lets_a_weak_signal_count_against_correlated_noise():
+    """10 noise sources, each copied into 10 dimensions, swamp a 1-d class signal in the cosine
+    even after standardisation; whitening the top 11 principal components gives the signal the
+    weight of one noise source, not of one in a hundred."""
+    torch.manual_seed(0)
+    n = 2000
+    labels = torch.randint(2, (n,))
+    signal = (2.0 * labels - 1)[:, None] + 0.3 * torch.randn(n, 1)  # (n, 1)
+    noise = torch.randn(n, 10).repeat_interleave(10, dim=1) + 0.01 * torch.randn(n, 100)
+    x = torch.cat([signal, noise], dim=1)  # (n, 101)
+    train, query, y_train, y_query = x[:1500], x[1500:], labels[:1500], labels[1500:]
+    plain = knn_accuracy(train, y_train, query, y_query, 2, standardize=True)["top1"]
+    whitened = knn_accuracy(train, y_train, query, y_query, 2, standardize=True, pca=11)["top1"]
+    assert plain < 0.8 and whitened > 0.98

@@ -16,6 +16,7 @@ def test_every_field_is_a_report_keyword_and_a_cpc_eval_flag():
         "temperature": 0.5,
         "pooling": "full",
         "knn_standardize": False,
+        "knn_pca": 8,
         "compact": False,
         "probe_kwargs": {"epochs": 1},
         "seed": 7,
