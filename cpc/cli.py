@@ -218,6 +218,7 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
     report["meta"]["report_path"] = str(out)
     write_report(report, out)
     print(format_report(report))  # the command's output
+    print(f"report written to {out}")
     return report
 
 

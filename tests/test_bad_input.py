@@ -35,6 +35,13 @@ def test_grid_with_too_few_rows_for_the_steps(tiny_folder, tmp_path):
         cli_main(fit_args(tiny_folder, tmp_path, f"--model.tasks={task}"))
 
 
+def test_no_validation_images_with_the_report_on_fails_before_training(tiny_folder, tmp_path):
+    args = fit_args(tiny_folder, tmp_path, **{"data.val_size": 0, "report.enabled": "true"})
+    with pytest.raises(ValueError, match=r"needs validation images.*set data.val_size > 0"):
+        cli_main(args)
+    assert not list(tmp_path.rglob("*.ckpt"))  # nothing trained
+
+
 def test_rgb_data_with_a_grayscale_encoder(tmp_path):
     folder = write_image_folder(tmp_path / "rgb", mode="RGB")
     args = fit_args(folder, tmp_path / "run", "--data.channels=3")

@@ -99,13 +99,14 @@ def test_load_encoder_gives_the_trained_encoder_in_eval_mode(run):
         cpc.load_encoder(folder / "missing.ckpt")
 
 
-def test_cpc_eval_reproduces_the_fit_report(run, folders, tmp_path):
+def test_cpc_eval_reproduces_the_fit_report(run, folders, tmp_path, capsys):
     _, folder = run
     ckpt = folder / "checkpoints" / "last.ckpt"
     fit_report = json.loads((folder / "checkpoints" / "report.json").read_text())
     args = [f"--ckpt_path={ckpt}", "--k=5", f"--probe_kwargs={PROBE}", "--progress=false"]
     report = eval_main([*args, *eval_data_args(folders), f"--out={tmp_path / 'r.json'}"])
     written = json.loads((tmp_path / "r.json").read_text())
+    assert capsys.readouterr().out.splitlines()[-1] == f"report written to {tmp_path / 'r.json'}"
     assert set(written) == set(fit_report) and set(written["meta"]) >= set(fit_report["meta"]) - {
         "epoch",
         "global_step",

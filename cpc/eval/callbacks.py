@@ -202,3 +202,9 @@ def _check_can_evaluate(name: str, trainer: L.Trainer, pl_module: L.LightningMod
     if not hasattr(pl_module, "encoder"):
         raise ValueError(f"{name} needs a LightningModule with an `encoder` attribute")
     check_eval_data(name, trainer.datamodule)
+    if getattr(trainer.datamodule, "val_size", None) == 0:
+        raise ValueError(
+            f"{name} needs validation images (the probe's weight decay and the online kNN are "
+            "chosen and scored on them): set data.val_size > 0, or report.enabled false and "
+            "online_knn.every_n_epochs 0"
+        )

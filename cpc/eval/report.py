@@ -255,7 +255,10 @@ def write_report(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.fchmod(fd, 0o666 & ~umask)  # readable like any other output (mkstemp gives 0600)
         with os.fdopen(fd, "w") as f:
             json.dump(_jsonable(report), f, indent=2)
             f.write("\n")

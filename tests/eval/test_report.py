@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -184,6 +185,9 @@ def test_write_report_is_atomic_valid_json(tmp_path):
     loaded = json.loads(path.read_text())
     assert loaded["encoder"]["linear"]["top1"] == 0.875 and loaded["sweep"] == {"0.0": 0.5}
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temp file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like other outputs
 
     with pytest.raises(TypeError):  # not serialisable: the old report survives intact
         write_report({"bad": object()}, path)
