@@ -5,7 +5,7 @@
 
 Each variant changes one thing of the code defaults (``ResNetEncoder()``, ``CPCTask()``; see
 ``VARIANTS``) and is pretrained without labels for ``--steps`` steps of batch ``--batch-size`` on
-the 50k train images (the data module's seeded 5k validation hold-out is left out), with a plain
+the 55k train images (the data module's seeded 5k validation hold-out is left out), with a plain
 training loop (AdamW, warmup and cosine, as :class:`cpc.module.CPCModule` configures it). Then
 the frozen encoder's latent grid and the first CPC direction's context grid are turned into
 features (mean: ``D`` values; 2x2 and 3x3 cells: ``4D``, ``9D``; full grid: ``D*G*G``; full grid
