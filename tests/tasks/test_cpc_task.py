@@ -95,6 +95,14 @@ def test_blank_patches_are_left_out_as_targets_and_negatives():
     )
 
 
+def test_an_all_blank_batch_gives_a_zero_loss_not_nan():
+    task = CPCTask(8, steps=(2,), projection_dim=4).eval()
+    latents = torch.randn(2, 8, 5, 5, requires_grad=True)
+    out = task(FixedGrid(latents, torch.ones(2, 5, 5, dtype=torch.bool)), latents)
+    out["loss"].backward()
+    assert out["loss"].item() == 0 and out["acc"].item() == 0 and out["mi_bound_nats"] == 0
+
+
 def test_mi_bound_counts_only_informative_candidates():
     torch.manual_seed(0)
     task = CPCTask(8, steps=(2,), projection_dim=4).eval()
