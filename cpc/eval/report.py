@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cpc.eval.features import extract_feature_sets
+from cpc.eval.features import extract_feature_sets, principal_components
 from cpc.eval.knn import knn_accuracy
 from cpc.eval.linear_probe import linear_probe
 from cpc.eval.protocol import EvalData, EvalProtocol
@@ -161,18 +161,21 @@ def score_features(
     One row of the report; a new kind of feature (another pooling) is another call. The kNN's
     ``val_top1`` (queries ``"val"``) is what choices between features are made on.
     """
+    knn_features = dict(features)
+    if 0 < protocol.knn_pca < features["train"].shape[1]:  # fit once for every query split
+        mean, basis = principal_components(features["train"].float(), protocol.knn_pca)
+        knn_features = {split: (f.float() - mean) @ basis for split, f in features.items()}
 
     def knn_on(split: str) -> dict[str, float]:
         return knn_accuracy(
-            features["train"],
+            knn_features["train"],
             labels["train"],
-            features[split],
+            knn_features[split],
             labels[split],
             num_classes,
             protocol.k,
             protocol.temperature,
             standardize=protocol.knn_standardize,
-            pca=protocol.knn_pca,
         )
 
     train, test = features["train"], features[test_split]

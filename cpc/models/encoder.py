@@ -140,8 +140,6 @@ class ResNetEncoder(nn.Module):
 
     def pool(self, grid: torch.Tensor) -> torch.Tensor:
         """Latent grid ``(B, D, Gh, Gw)`` -> compact feature ``(B, D * pool_size**2)``."""
-        if self.pool_size == 1:
-            return grid.mean(dim=(2, 3))  # (B, D)
         return F.adaptive_avg_pool2d(grid, self.pool_size).flatten(1)  # (B, D, s, s) -> (B, D*s*s)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
