@@ -1,6 +1,13 @@
-"""Plain-torch networks: the patch encoder and the row-causal context networks."""
+"""Plain-torch networks: the patch encoders and the row-causal context networks."""
 
+from cpc.models.backbones import TorchvisionEncoder
 from cpc.models.context import GRUContext, MaskedConvContext, TransformerContext
 from cpc.models.encoder import ResNetEncoder
 
-__all__ = ["GRUContext", "MaskedConvContext", "ResNetEncoder", "TransformerContext"]
+__all__ = [
+    "GRUContext",
+    "MaskedConvContext",
+    "ResNetEncoder",
+    "TorchvisionEncoder",
+    "TransformerContext",
+]
