@@ -106,6 +106,7 @@ class OnlineKNN(L.Callback):
             p.temperature,
             standardize=p.knn_standardize,
             pca=p.knn_pca,
+            exact_max=p.knn_exact_max,
         )
         return scores["top1"]
 

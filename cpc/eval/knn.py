@@ -12,9 +12,12 @@ standardisation every dimension counts alike. Measured on Fashion-MNIST's 5k val
 (k=20, 55k bank): CPC 6x6-grid features 86.98 -> 88.34, the random-init encoder 84.22 -> 86.46,
 raw pixels 84.36 -> 85.88.
 
-Two backends share one signature and give the same scores (ties aside): ``"faiss"`` (an exact
-``IndexFlatIP``, on GPU when faiss has GPU support and the features are on CUDA) and
-``"torch"``, a chunked brute-force matmul that serves as the reference.
+Two backends share one signature and give the same scores (ties aside): ``"faiss"``
+(:func:`cpc.eval.index.build_index`: an exact ``IndexFlatIP`` for banks up to ``exact_max`` rows,
+an IVF index of recall@20 >= 0.95 above; on the GPU when faiss has GPU support) and ``"torch"``,
+a chunked brute-force matmul that serves as the reference. The faiss backend standardises,
+normalises and indexes the bank in chunks, so a bank in a memory-mapped file
+(:func:`cpc.eval.features.extract_feature_sets` with ``memmap_dir``) is not copied whole.
 
 Shape letters: ``N`` training features, ``Q`` queries, ``D`` feature dim, ``C`` classes,
 ``k`` neighbours.
@@ -32,12 +35,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import faiss
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cpc.eval.features import principal_components, standardization
+from cpc.eval.index import CHUNK, Transform, build_index, search_index
 from cpc.eval.protocol import EvalProtocol
 
 DEFAULT = EvalProtocol()  # k and temperature default to the evaluation protocol's
@@ -55,6 +57,7 @@ def knn_predict(
     backend: Backend = "faiss",
     batch_size: int = 4096,
     standardize: bool = False,
+    exact_max: int = DEFAULT.knn_exact_max,
 ) -> torch.Tensor:
     """Class scores of a temperature-weighted kNN vote.
 
@@ -77,13 +80,15 @@ def knn_predict(
         k: neighbours per query. If larger than ``N`` it is clipped to ``N`` (every training
             feature votes), so tiny labelled sets still work.
         temperature: ``T > 0`` in ``exp(s / T)``.
-        backend: ``"faiss"`` (fast; GPU index if available and the features are on CUDA) or
-            ``"torch"`` (brute force on the features' device; the reference).
+        backend: ``"faiss"`` (fast; on the GPU when faiss has GPU support) or ``"torch"``
+            (exact brute force on the features' device; the reference).
         batch_size: queries per similarity chunk of the torch backend, bounding its memory to
             ``batch_size * N`` floats. Faiss blocks internally and ignores it.
         standardize: subtract the training features' mean and divide by their std
             (:func:`cpc.eval.features.standardization`) before normalising; see the module
             docstring.
+        exact_max: the faiss backend searches banks of up to ``exact_max`` rows exactly and
+            larger ones with an approximate IVF index (:mod:`cpc.eval.index`).
 
     Returns:
         Scores ``(Q, C)`` (float32, on the queries' device); ``argmax(dim=1)`` is the
@@ -103,7 +108,7 @@ def knn_predict(
     _check_inputs(train_features, train_labels, query_features, num_classes, k, temperature)
     k = min(k, train_features.shape[0])
     sims, indices = knn_neighbours(
-        train_features, query_features, k, backend, batch_size, standardize
+        train_features, query_features, k, backend, batch_size, standardize, exact_max
     )
     weights = torch.exp((sims - sims[:, :1]) / temperature)  # (Q, k), nearest has weight 1
     device = query_features.device
@@ -119,12 +124,13 @@ def knn_neighbours(
     backend: Backend = "faiss",
     batch_size: int = 4096,
     standardize: bool = False,
+    exact_max: int = DEFAULT.knn_exact_max,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each query's ``k`` most cosine-similar training features, nearest first: the search
     behind :func:`knn_predict`, for anyone who wants the neighbours themselves.
 
     Args:
-        train_features, query_features, backend, batch_size, standardize: as in
+        train_features, query_features, backend, batch_size, standardize, exact_max: as in
             :func:`knn_predict`.
         k: neighbours per query, in ``[1, N]``.
 
@@ -145,18 +151,16 @@ def knn_neighbours(
         raise ValueError(f"k must be in [1, {len(train_features)}] (the bank size), got {k}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    train, query = train_features.float(), query_features.float()
-    if standardize:
-        mean, std = standardization(train)  # (D,) each
-        train, query = (train - mean) / std, (query - mean.to(query)) / std.to(query)
-    train, query = F.normalize(train, dim=1), F.normalize(query, dim=1)
+    cosine = cosine_transform(train_features, standardize)
     if backend == "faiss":
-        sims, indices = _search_faiss(train, query, k)
+        index = build_index(train_features, cosine, exact_max=exact_max)
+        sims, indices = search_index(index, query_features, k, cosine)
     elif backend == "torch":
-        sims, indices = _search_torch(train, query, k, batch_size)
+        sims, indices = _search_torch(cosine(train_features), cosine(query_features), k, batch_size)
     else:
         raise ValueError(f"backend must be 'faiss' or 'torch', got {backend!r}")
-    return sims.to(query.device), indices.to(query.device)  # (Q, k) each
+    device = query_features.device
+    return sims.to(device), indices.to(device)  # (Q, k) each
 
 
 def knn_accuracy(
@@ -170,6 +174,7 @@ def knn_accuracy(
     backend: Backend = "faiss",
     standardize: bool = False,
     pca: int = 0,
+    exact_max: int = DEFAULT.knn_exact_max,
 ) -> dict[str, float]:
     """Top-1 and top-5 accuracy of :func:`knn_predict`, as fractions in ``[0, 1]``.
 
@@ -179,7 +184,7 @@ def knn_accuracy(
 
     Args:
         train_features, train_labels, query_features, num_classes, k, temperature, backend,
-        standardize: as in :func:`knn_predict`.
+        standardize, exact_max: as in :func:`knn_predict`.
         query_labels: true labels of the queries.
         pca: if > 0 and below ``D``, both sets are first projected onto the bank's top ``pca``
             principal components (:func:`cpc.eval.features.principal_components`); with
@@ -213,6 +218,7 @@ def knn_accuracy(
         temperature,
         backend,
         standardize=standardize,
+        exact_max=exact_max,
     )
     top = scores.topk(min(5, num_classes), dim=1).indices  # (Q, 5), best first
     hits = top == query_labels.to(top.device, torch.long)[:, None]  # (Q, 5)
@@ -237,23 +243,18 @@ def _search_torch(
     return torch.cat(sims), torch.cat(indices)
 
 
-def _search_faiss(
-    train: torch.Tensor, query: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-``k`` inner products with a flat faiss index: ``(Q, k)`` sims and indices."""
-    dim = train.shape[1]
-    if hasattr(faiss, "StandardGpuResources") and train.is_cuda:
-        index = faiss.GpuIndexFlatIP(faiss.StandardGpuResources(), dim)
-    else:
-        index = faiss.IndexFlatIP(dim)
-    index.add(_as_numpy(train))
-    sims, indices = index.search(_as_numpy(query), k)  # (Q, k) each
-    return torch.from_numpy(sims), torch.from_numpy(indices)
+def cosine_transform(train: torch.Tensor, standardize: bool) -> Transform:
+    """Rows ``(n, D)`` -> float32 unit rows ``(n, D)``, first standardised with ``train``'s
+    mean and std when ``standardize``: applied chunk by chunk to the bank and the queries."""
+    mean, std = standardization(train) if standardize else (None, None)  # (D,) each
 
+    def transform(rows: torch.Tensor) -> torch.Tensor:
+        rows = rows.float()
+        if mean is not None:
+            rows = (rows - mean.to(rows.device)) / std.to(rows.device)
+        return F.normalize(rows, dim=1)
 
-def _as_numpy(features: torch.Tensor) -> np.ndarray:
-    """C-contiguous float32 array, as faiss requires."""
-    return np.ascontiguousarray(features.detach().cpu().numpy(), dtype=np.float32)
+    return transform
 
 
 def _check_inputs(
@@ -283,7 +284,7 @@ def _check_inputs(
             f"train_labels must lie in [0, {num_classes}), got values in [{low}, {high}]"
         )
     for name, features in (("train_features", train_features), ("query_features", query_features)):
-        if not torch.isfinite(features).all():
+        if not all(torch.isfinite(rows).all() for rows in features.split(CHUNK)):  # bounded
             raise ValueError(f"{name} contains NaN or inf values")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")

@@ -28,6 +28,7 @@ class EvalProtocol:
     pooling: Pooling = "mean"  # latent grid (D, Gh, Gw) -> "mean" D, "grid" 2x2 4D, "full" D*Gh*Gw
     knn_standardize: bool = True  # bank mean/std before the cosine, as the probe; False = DINO
     knn_pca: int = 0  # kNN on the bank's top principal components (0: off); + standardize = whiten
+    knn_exact_max: int = 200_000  # larger banks: approximate IVF search (cpc.eval.index)
     compact: bool = True  # also score encoder(images), the encoder's own pooled feature
     probe_kwargs: dict[str, Any] | None = None  # linear_probe's epochs, weight_decays, lr, ...
     seed: int = 0  # seeds the random-init baseline and the probes
