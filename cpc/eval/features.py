@@ -3,7 +3,8 @@
 The evaluation protocol of CPC (van den Oord et al., 2018, Sec. 3.2; Hénaff et al., 2019,
 Sec. 4.2) trains a linear classifier on the frozen encoder's latent grid, spatially
 mean-pooled. Features are extracted once per split and kept in memory (DINO's ``eval_knn.py``
-does the same), so kNN and every linear-probe candidate reuse them.
+does the same), so kNN and every linear-probe candidate reuse them; for banks larger than RAM,
+``memmap=True`` keeps them in memory-mapped temporary files instead (:mod:`cpc.eval.storage`).
 
 Pooling of the latent grid ``(B, D, Gh, Gw)``:
 
@@ -28,7 +29,6 @@ device (as :meth:`cpc.data.ImageDataModule.on_after_batch_transfer` does inside 
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Literal
 
@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+
+from cpc.eval.storage import FeatureStore
 
 Pooling = Literal["mean", "grid", "full"]
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -141,6 +143,7 @@ def extract_feature_sets(
     progress: bool = True,
     pixels: bool = False,
     compact: bool = False,
+    memmap: bool = False,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Features of several encoders (and optionally raw pixels) in one pass over ``loader``.
 
@@ -148,7 +151,8 @@ def extract_feature_sets(
     models are compared. Arguments are as in :func:`extract_features`; ``device`` defaults to
     the first encoder's device (CPU without encoders). With ``compact``, each encoder's
     compact feature (``encoder.pool(grid)``: what ``encoder(images)`` returns) is taken from
-    the same latent grid too.
+    the same latent grid too. With ``memmap``, features go batch by batch to memory-mapped
+    temporary files (:class:`cpc.eval.storage.FeatureStore`) instead of RAM: same values.
 
     Returns:
         ``({name: features (N, F_name)}, labels (N,))``; with ``compact`` also
@@ -157,7 +161,7 @@ def extract_feature_sets(
     if device is None:
         device = next((_device_of(e) for e in encoders.values()), torch.device("cpu"))
     device = torch.device(device)
-    outputs: dict[str, list[torch.Tensor]] = defaultdict(list)
+    outputs = FeatureStore(memmap)  # name -> rows, appended batch by batch
     labels: list[torch.Tensor] = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     with contextlib.ExitStack() as stack:
@@ -177,7 +181,7 @@ def extract_feature_sets(
             labels.append(batch_labels.long().cpu())
     if not labels:
         raise ValueError("the loader yielded no batches: cannot extract features of nothing")
-    return {name: torch.cat(chunks) for name, chunks in outputs.items()}, torch.cat(labels)
+    return outputs.tensors(), torch.cat(labels)
 
 
 def _to_unit_float(images: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ class EvalProtocol:
     knn_standardize: bool = True  # bank mean/std before the cosine, as the probe; False = DINO
     knn_pca: int = 0  # kNN on the bank's top principal components (0: off); + standardize = whiten
     knn_exact_max: int = 200_000  # larger banks: approximate IVF search (cpc.eval.index)
+    memmap: bool = False  # features in memory-mapped temp files (TMPDIR), not RAM: huge banks
     compact: bool = True  # also score encoder(images), the encoder's own pooled feature
     probe_kwargs: dict[str, Any] | None = None  # linear_probe's epochs, weight_decays, lr, ...
     seed: int = 0  # seeds the random-init baseline and the probes

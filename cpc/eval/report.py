@@ -122,7 +122,14 @@ def evaluate(
     feats, labels = {}, {}
     for split, loader in loaders.items():  # each split is read once, for every model
         feats[split], labels[split] = extract_feature_sets(
-            encoders, loader, protocol.pooling, device, progress, baselines, protocol.compact
+            encoders,
+            loader,
+            protocol.pooling,
+            device,
+            progress,
+            baselines,
+            protocol.compact,
+            protocol.memmap,
         )
 
     report: dict[str, Any] = {}
@@ -176,6 +183,7 @@ def score_features(
             protocol.k,
             protocol.temperature,
             standardize=protocol.knn_standardize,
+            exact_max=protocol.knn_exact_max,
         )
 
     train, test = features["train"], features[test_split]

@@ -18,6 +18,7 @@ def test_every_field_is_a_report_keyword_and_a_cpc_eval_flag():
         "knn_standardize": False,
         "knn_pca": 8,
         "knn_exact_max": 1000,
+        "memmap": True,
         "compact": False,
         "probe_kwargs": {"epochs": 1},
         "seed": 7,

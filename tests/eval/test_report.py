@@ -193,3 +193,15 @@ def test_write_report_is_atomic_valid_json(tmp_path):
         write_report({"bad": object()}, path)
     assert json.loads(path.read_text()) == loaded
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]
+
+
+def test_memmapped_features_and_an_approximate_index_leave_the_report_unchanged(encoder):
+    """``memmap`` keeps features on disk; a bank above ``knn_exact_max`` goes through the IVF
+    index (one cell at this size, so exact): the numbers stay those of the default path."""
+    kwargs = dict(k=5, probe_kwargs=PROBE, baselines=False, progress=False)
+    default = evaluate_encoder(encoder, Stripes(), **kwargs)
+    other = evaluate_encoder(encoder, Stripes(), **kwargs, memmap=True, knn_exact_max=16)
+    assert (other["meta"]["memmap"], other["meta"]["knn_exact_max"]) == (True, 16)
+    for name in ("encoder", "encoder_compact"):
+        assert other[name]["knn"] == default[name]["knn"]
+        assert other[name]["linear"]["top1"] == pytest.approx(default[name]["linear"]["top1"])
