@@ -1,8 +1,9 @@
 """Evaluation of a frozen encoder: features, weighted kNN, a linear probe, callbacks, a report.
 
 protocol.py (the settings: k, T, pooling, standardisation, probe, seed; one dataclass) ->
-features.py (encoder -> pooled features, once per split) -> knn.py / linear_probe.py (pure
-functions on features) -> report.py (both, against random-init and pixel baselines) ->
+features.py (encoder -> pooled features, once per split; kept in RAM or memory-mapped files by
+storage.py) -> knn.py (over index.py's faiss index) / linear_probe.py (pure functions on
+features) -> report.py (both, against random-init and pixel baselines) ->
 callbacks.py (online kNN during training, the report at the end of fit).
 """
 
