@@ -110,11 +110,21 @@ def search_index(
     chunk_size: int = CHUNK,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` largest inner products of each ``transform(query)`` in ``index``, largest first:
-    ``(similarities float32, indices int64)``, each ``(Q, k)``, on the CPU."""
+    ``(similarities float32, indices int64)``, each ``(Q, k)``, on the CPU.
+
+    Raises:
+        ValueError: if an IVF index's probed cells held fewer than ``k`` vectors for a query
+            (faiss pads with index -1, which would silently pick the bank's last row).
+    """
     transform = transform or _identity
     sims, indices = [], []
     for start in range(0, len(queries), chunk_size):
         s, i = index.search(_as_numpy(transform(queries[start : start + chunk_size])), k)
+        if (i < 0).any():
+            raise ValueError(
+                f"the approximate index found fewer than k={k} neighbours for some queries: "
+                "lower k or raise knn_exact_max above the bank size (exact search)"
+            )
         sims.append(torch.from_numpy(s))
         indices.append(torch.from_numpy(i))
     if not sims:  # no queries

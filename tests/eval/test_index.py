@@ -139,3 +139,11 @@ def test_without_gpu_support_the_index_stays_on_the_cpu(monkeypatch):
 def test_bad_input_is_one_clear_error(bank, chunk_size, message):
     with pytest.raises(ValueError, match=message):
         build_index(bank, chunk_size=chunk_size)
+
+
+def test_too_few_vectors_in_the_probed_cells_is_an_error_not_a_padded_result():
+    bank, _, queries, _ = clustered(100, 5)
+    index = build_index(bank, exact_max=10)  # 2 cells, 1 probed: about 50 vectors seen
+    assert (index.nlist, index.nprobe) == (2, 1)
+    with pytest.raises(ValueError, match="fewer than k=90 neighbours"):
+        search_index(index, queries, k=90)
