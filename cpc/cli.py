@@ -24,7 +24,6 @@ with the data and report settings of the run's ``config.yaml``, unless given.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,12 +34,14 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from cpc.checkpoint import load_encoder, run_config
+from cpc.console import CLIParser, Parser, QuietStart, debug, error_line, quiet_lightning
 from cpc.data.datamodule import ImageDataModule
-from cpc.data.datasets import DatasetNotFoundError
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
 from cpc.eval.protocol import EvalProtocol, protocol_names
 from cpc.eval.report import evaluate, format_report, write_report
 from cpc.module import CPCModule
+from cpc.preflight import check_checkpoint, check_fit
+from cpc.run_folder import discard_unstarted
 
 #: default callbacks, replaceable in a config or on the command line (``trainer.callbacks``)
 DEFAULT_CALLBACKS = [
@@ -76,6 +77,7 @@ class CPCLightningCLI(LightningCLI):
             {
                 "trainer.callbacks": DEFAULT_CALLBACKS,
                 "trainer.logger": {"class_path": "cpc.loggers.RunLogger"},
+                "trainer.log_every_n_steps": 10,  # short runs get curves too (Lightning: 50)
                 # the model's defaults spelled out, so --print_config shows every option
                 "model.encoder": {"class_path": "cpc.models.ResNetEncoder"},
                 "model.tasks": [{"class_path": "cpc.tasks.CPCTask"}],
@@ -84,8 +86,16 @@ class CPCLightningCLI(LightningCLI):
         parser.link_arguments(
             "trainer.default_root_dir",
             "trainer.logger.init_args.save_dir",
-            compute_fn=lambda root: "." if root is None else root,
+            compute_fn=_root_or_cwd,  # a module function: ddp_spawn pickles the parser
         )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then check what would fail later (:func:`cpc.preflight.check_fit`), before
+        the checkpoint is read or anything is built or written."""
+        super().parse_arguments(parser, args)
+        if subcommand := self.config.get("subcommand"):
+            config = self.config[subcommand]
+            check_fit(config.trainer, config.get("ckpt_path"))
 
     def before_instantiate_classes(self) -> None:
         """Drop default callbacks the trainer's switches rule out (no checkpointing: no
@@ -100,15 +110,29 @@ class CPCLightningCLI(LightningCLI):
             c for c in trainer.callbacks or [] if c.class_path.rsplit(".")[-1] not in unwanted
         ]
 
+    def fit(self, model: CPCModule, **kwargs: Any) -> None:
+        """``trainer.fit``, leaving no run folder behind when the run fails before it logged
+        or saved anything (:func:`cpc.run_folder.discard_unstarted`)."""
+        with discard_unstarted(self.trainer):
+            self.trainer.fit(model, **kwargs)
+
+
+def _root_or_cwd(root: str | None) -> str:
+    return "." if root is None else root
+
 
 def cli_main(args: list[str] | None = None) -> LightningCLI:
     """Entry point of ``cpc fit --config configs/fashion_mnist.yaml``; callable from tests."""
     reject_renamed(sys.argv[1:] if args is None else args)
+    quiet_lightning()
     return CPCLightningCLI(
         CPCModule,
         ImageDataModule,
         subclass_mode_data=True,
         args=args,
+        seed_everything_default=0,  # what True gives, without the "No seed found" warning
+        trainer_defaults={"callbacks": [QuietStart()]},  # added to trainer.callbacks, not shown
+        parser_class=CLIParser,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"description": "CPC pretraining. Evaluate a checkpoint: cpc eval --help"},
     )
@@ -124,11 +148,22 @@ def reject_renamed(args: list[str]) -> None:
         if key in ("-c", "config"):
             path = value or (args[i + 1] if i + 1 < len(args) else "")
             if Path(path).is_file():
-                given |= _dotted_keys(yaml.safe_load(Path(path).read_text()) or {})
+                given |= _dotted_keys(read_yaml(Path(path)))
     for key in sorted(given):
         old = next((old for old in RENAMED if key == old or key.startswith(old + ".")), None)
         if old is not None:
             raise ValueError(f"{key} was renamed: use {RENAMED[old]}")
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML file ``path``, or a one-line ValueError naming the file, line and problem."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        raise ValueError(f"{path}{where}: {problem}: fix the YAML syntax") from err
 
 
 def _dotted_keys(config: Any, prefix: str = "") -> set[str]:
@@ -143,7 +178,7 @@ def _dotted_keys(config: Any, prefix: str = "") -> set[str]:
 
 def eval_parser() -> ArgumentParser:
     """Arguments of ``cpc eval``: a checkpoint, a data module and :func:`evaluate_encoder`'s."""
-    parser = ArgumentParser(
+    parser = Parser(
         prog="cpc eval",
         description="kNN and linear-probe evaluation of a checkpoint's frozen encoder, against "
         "random-init and raw-pixel baselines. Prints a table and writes a JSON report.",
@@ -184,8 +219,7 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
     parser = eval_parser()
     cfg = parser.parse_args(args)
     ckpt = Path(cfg.ckpt_path)
-    if not ckpt.is_file():
-        raise SystemExit(f"cpc eval: error: checkpoint not found: {ckpt}")
+    check_checkpoint(ckpt)
     run = run_config(ckpt)
     report_defaults = {
         key: value
@@ -225,18 +259,21 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
 def main() -> None:
     """Console script ``cpc``: returns None so the shell sees exit status 0 on success.
 
-    Errors about the user's input (bad values, missing data, a diverged loss) print one line
-    and exit with status 1; set ``CPC_DEBUG=1`` for the full traceback.
+    Errors about the user's input or machine (bad values, missing data or GPU, a corrupt
+    checkpoint, a full disk, a diverged loss) print one line (:func:`cpc.console.error_line`)
+    and exit with status 1; ``CPC_DEBUG=1`` shows the traceback. Errors in the command line
+    itself are one line too, with status 2 (:class:`cpc.console.OneLineErrors`).
     """
     try:
         if sys.argv[1:2] == ["eval"]:
             eval_main(sys.argv[2:])
         else:
             cli_main()
-    except (ValueError, FileNotFoundError, FloatingPointError, DatasetNotFoundError) as err:
-        if os.environ.get("CPC_DEBUG"):
+    except Exception as err:
+        line = error_line(err)
+        if line is None or debug():
             raise
-        sys.exit(f"cpc: error: {err} (CPC_DEBUG=1 shows the traceback)")
+        sys.exit(f"cpc: error: {line} (CPC_DEBUG=1 shows the traceback)")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,14 @@ def test_no_validation_images_with_the_report_on_fails_before_training(tiny_fold
     assert not list(tmp_path.rglob("*.ckpt"))  # nothing trained
 
 
+def test_one_class_with_the_report_on_fails_before_training(tmp_path):
+    folder = write_image_folder(tmp_path / "one", classes=("a",))
+    args = fit_args(folder, tmp_path / "run", **{"report.enabled": "true"})
+    with pytest.raises(ValueError, match=r"needs at least 2 classes .* got 1: add a class"):
+        cli_main(args)
+    assert not list(tmp_path.rglob("*.ckpt"))  # nothing trained
+
+
 def test_rgb_data_with_a_grayscale_encoder(tmp_path):
     folder = write_image_folder(tmp_path / "rgb", mode="RGB")
     args = fit_args(folder, tmp_path / "run", "--data.channels=3")

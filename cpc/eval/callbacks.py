@@ -169,6 +169,11 @@ class EvaluationReport(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.enabled and stage == "fit":
             _check_can_evaluate(type(self).__name__, trainer, pl_module)
+            if self.protocol.compact and not callable(getattr(pl_module.encoder, "pool", None)):
+                raise ValueError(
+                    f"{type(pl_module.encoder).__name__} has no pool(grid) giving the compact "
+                    "feature the report scores: set report.compact false"
+                )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.enabled or not trainer.is_global_zero:
@@ -203,6 +208,12 @@ def _check_can_evaluate(name: str, trainer: L.Trainer, pl_module: L.LightningMod
     if not hasattr(pl_module, "encoder"):
         raise ValueError(f"{name} needs a LightningModule with an `encoder` attribute")
     check_eval_data(name, trainer.datamodule)
+    if trainer.datamodule.num_classes < 2:
+        raise ValueError(
+            f"{name} needs at least 2 classes of labelled images, got "
+            f"{trainer.datamodule.num_classes}: add a class folder, or set report.enabled false "
+            "and online_knn.every_n_epochs 0"
+        )
     if getattr(trainer.datamodule, "val_size", None) == 0:
         raise ValueError(
             f"{name} needs validation images (the probe's weight decay and the online kNN are "

@@ -1,0 +1,226 @@
+"""Every bad input of issue 11 ends in one line on stderr naming what to change, with exit
+status 1 (or 2 for the command line itself), and no run folder left behind.
+
+The console script's ``main`` runs in-process (a subprocess costs ~5 s); one subprocess test
+checks what a shell really sees. ``CPC_DEBUG=1`` still gives the traceback.
+"""
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import fit_args
+
+from cpc import cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cpc(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """``cpc ARGS`` in-process: (exit status, the one line it printed to stderr)."""
+    monkeypatch.setattr("sys.argv", ["cpc", *map(str, args)])
+    monkeypatch.delenv("CPC_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    code, err = exit_info.value.code, capsys.readouterr().err
+    if isinstance(code, str):  # sys.exit(message): Python prints it and exits with status 1
+        assert err == ""
+        code, err = 1, code + "\n"
+    assert err.count("\n") == 1, err  # one line
+    return code, err.rstrip("\n")
+
+
+def no_run_folder(root: Path) -> bool:
+    return not root.exists() or not any(root.rglob("version_*"))
+
+
+# --- the checkpoint given to `cpc eval --ckpt_path` and `cpc fit --ckpt_path` ---------------
+
+
+def write_bad_checkpoint(kind: str, folder: Path) -> Path:
+    """A file that is not a loadable Lightning checkpoint."""
+    path = folder / f"{kind}.ckpt"
+    if kind == "garbage":
+        path.write_bytes(b"not a checkpoint\n")
+    elif kind == "truncated":  # a checkpoint cut short, as a kill during the write leaves it
+        torch.save({"state_dict": {"w": torch.zeros(1000)}, "pytorch-lightning_version": "2"}, path)
+        path.write_bytes(path.read_bytes()[:2000])
+    else:  # "weights": a torch file, but a bare state dict rather than a Lightning checkpoint
+        torch.save({"w": torch.zeros(3)}, path)
+    return path
+
+
+BAD_CHECKPOINTS = {
+    "garbage": "is not a checkpoint (truncated, or another format)",
+    "truncated": "is not a checkpoint (truncated, or another format)",
+    "weights": "is not a Lightning checkpoint (no state_dict)",
+}
+
+
+@pytest.mark.parametrize("kind", BAD_CHECKPOINTS)
+def test_eval_of_a_file_that_is_not_a_checkpoint(kind, monkeypatch, capsys, tmp_path):
+    path = write_bad_checkpoint(kind, tmp_path)
+    code, line = cpc(monkeypatch, capsys, "eval", f"--ckpt_path={path}")
+    assert code == 1
+    assert line.startswith(f"cpc: error: {path} {BAD_CHECKPOINTS[kind]}: pass a .ckpt")
+    assert "weights_only" not in line  # torch's hint, which would not help
+
+
+@pytest.mark.parametrize("kind", BAD_CHECKPOINTS)
+def test_fit_from_a_file_that_is_not_a_checkpoint(kind, monkeypatch, capsys, tiny_folder, tmp_path):
+    path = write_bad_checkpoint(kind, tmp_path)
+    args = fit_args(tiny_folder, tmp_path / "run", f"--ckpt_path={path}")
+    code, line = cpc(monkeypatch, capsys, *args)
+    assert code == 1 and f"{path} {BAD_CHECKPOINTS[kind]}" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_of_a_missing_checkpoint(monkeypatch, capsys, tmp_path):
+    code, line = cpc(monkeypatch, capsys, "eval", f"--ckpt_path={tmp_path / 'no.ckpt'}")
+    assert code == 1 and line.startswith(f"cpc: error: checkpoint not found: {tmp_path}")
+
+
+# --- the machine: GPU, precision, where the run is written ----------------------------------
+
+
+def test_gpu_accelerator_without_a_gpu(monkeypatch, capsys, tiny_folder, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    args = fit_args(tiny_folder, tmp_path / "run", "--trainer.accelerator=gpu")
+    code, line = cpc(monkeypatch, capsys, *args)
+    assert code == 1
+    assert line.startswith("cpc: error: trainer.accelerator gpu: no GPU is visible")
+    assert "use --trainer.accelerator cpu" in line and not (tmp_path / "run").exists()
+
+
+def test_16_mixed_on_the_cpu_is_refused_not_switched_to_bf16(
+    monkeypatch, capsys, tiny_folder, tmp_path
+):
+    args = fit_args(tiny_folder, tmp_path / "run", "--trainer.precision=16-mixed")
+    code, line = cpc(monkeypatch, capsys, *args)
+    assert code == 1
+    assert line.startswith("cpc: error: trainer.precision 16-mixed needs a GPU")
+    assert "use --trainer.precision 32, or bf16-mixed" in line
+
+
+def test_default_root_dir_below_a_file(monkeypatch, capsys, tiny_folder, tmp_path):
+    (tmp_path / "afile").write_text("")
+    args = fit_args(tiny_folder, tmp_path / "afile" / "run")
+    code, line = cpc(monkeypatch, capsys, *args)
+    assert code == 1 and "is a file, not a folder: choose another trainer.default_root_dir" in line
+
+
+def test_default_root_dir_without_write_permission(monkeypatch, capsys, tiny_folder, tmp_path):
+    def denied(*args, **kwargs):  # what a folder without write permission does (tests run as root)
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr("cpc.preflight.tempfile.TemporaryFile", denied)
+    code, line = cpc(monkeypatch, capsys, *fit_args(tiny_folder, tmp_path / "run"))
+    assert code == 1
+    assert f"cannot write in {tmp_path} (Permission denied)" in line
+    assert line.endswith(
+        "choose a writable trainer.default_root_dir (CPC_DEBUG=1 shows the traceback)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (errno.ENOSPC, "no space left on the device writing"),
+        (errno.EROFS, "cannot write"),
+    ],
+)
+def test_disk_full_or_read_only_while_training(
+    error, message, monkeypatch, capsys, tiny_folder, tmp_path
+):
+    def failing_save(obj, f, *args, **kwargs):  # the checkpoint writer hits a full disk
+        raise OSError(error, os.strerror(error), str(tmp_path / "run" / "last.ckpt"))
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    code, line = cpc(monkeypatch, capsys, *fit_args(tiny_folder, tmp_path / "run"))
+    assert code == 1 and line.startswith(f"cpc: error: {message}")
+    assert str(tmp_path / "run" / "last.ckpt") in line
+
+
+# --- the command line and config files -------------------------------------------------------
+
+
+def test_mistyped_option_is_one_line_with_a_suggestion(monkeypatch, capsys, tiny_folder, tmp_path):
+    code, line = cpc(monkeypatch, capsys, *fit_args(tiny_folder, tmp_path, "--model.lrr=0.1"))
+    assert code == 2
+    assert line == (
+        "cpc fit: error: unknown option --model.lrr: did you mean --model.lr? "
+        "(cpc fit --help lists every option)"
+    )
+
+
+def test_mistyped_key_in_a_config_file(monkeypatch, capsys, tiny_folder, tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text("trainer:\n  max_step: 5\n")
+    code, line = cpc(monkeypatch, capsys, *fit_args(tiny_folder, tmp_path, config=config))
+    assert (
+        code == 2 and "unknown option --trainer.max_step: did you mean --trainer.max_steps?" in line
+    )
+
+
+def test_missing_config_file(monkeypatch, capsys, tiny_folder, tmp_path):
+    missing = tmp_path / "nothere.yaml"
+    code, line = cpc(monkeypatch, capsys, *fit_args(tiny_folder, tmp_path, config=missing))
+    assert code == 2 and line.startswith(f"cpc fit: error: config file not found: '{missing}'")
+
+
+def test_wrong_type_inside_the_data_module(monkeypatch, capsys, tiny_folder, tmp_path):
+    args = fit_args(tiny_folder, tmp_path, "--data.init_args.batch_size=abc")
+    code, line = cpc(monkeypatch, capsys, *args)
+    assert code == 2 and line.startswith(
+        "cpc fit: error: --data.batch_size: expected an int, got 'abc'"
+    )
+
+
+def test_nan_learning_rate(monkeypatch, capsys, tiny_folder, tmp_path):
+    code, line = cpc(monkeypatch, capsys, *fit_args(tiny_folder, tmp_path, "--model.lr=nan"))
+    assert code == 2 and line.startswith(
+        "cpc fit: error: --model.lr: got nan, give a finite number"
+    )
+
+
+def test_yaml_syntax_error_names_the_file_and_line(monkeypatch, capsys, tiny_folder, tmp_path):
+    config = tmp_path / "broken.yaml"
+    config.write_text("model:\n  lr: [0.1,\n")
+    code, line = cpc(monkeypatch, capsys, *fit_args(tiny_folder, tmp_path, config=config))
+    assert code == 1 and line.startswith(f"cpc: error: {config}, line 3 column 1: ")
+    assert "fix the YAML syntax" in line
+
+
+# --- CPC_DEBUG and the real console script ---------------------------------------------------
+
+
+def test_cpc_debug_shows_the_traceback_and_the_full_parser_message(
+    monkeypatch, capsys, tiny_folder, tmp_path
+):
+    monkeypatch.setenv("CPC_DEBUG", "1")
+    args = fit_args(tiny_folder, tmp_path / "run", "--trainer.precision=16-mixed")
+    monkeypatch.setattr("sys.argv", ["cpc", *args])
+    with pytest.raises(ValueError, match="needs a GPU"):  # the exception itself, not SystemExit
+        cli.main()
+    monkeypatch.setattr("sys.argv", ["cpc", *fit_args(tiny_folder, tmp_path, "--model.lrr=1")])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert "usage:" in capsys.readouterr().err  # jsonargparse's own message, with usage
+
+
+def test_console_script_prints_one_line_and_exit_status_1(tiny_folder, tmp_path):
+    """What a shell sees: stdout empty, stderr one line, status 1 (CPC_DEBUG: tested above)."""
+    args = fit_args(tiny_folder, tmp_path / "run", "--trainer.accelerator=gpu")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("CPC_DEBUG", None)
+    command = [sys.executable, "-m", "cpc.cli", *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("cpc: error: trainer.accelerator gpu: no GPU is visible")
+    assert not (tmp_path / "run").exists()
