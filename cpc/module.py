@@ -26,7 +26,8 @@ class CPCModule(L.LightningModule):
         encoder: patch encoder with ``num_features``, ``patchify``, ``encode_grid`` and
             ``forward_features``; default ``ResNetEncoder()``.
         tasks: pretext tasks, each built from the encoder's ``num_features``; default
-            ``[CPCTask]``. Each keeps its own ``weight``; weight 0 skips it.
+            ``[CPCTask]``. Each keeps its own ``weight``; weight 0 skips it (and freezes its
+            parameters, so that DDP does not wait for their gradients).
         lr, weight_decay, warmup_steps: AdamW with linear warmup then cosine decay to 0 over
             the trainer's total steps.
     """
@@ -53,6 +54,8 @@ class CPCModule(L.LightningModule):
         built = [make(self.encoder.num_features) for make in (tasks or [CPCTask])]
         for task in built:
             task.check_encoder(self.encoder)
+            if task.weight == 0:  # skipped, so no gradient: DDP expects one for every
+                task.requires_grad_(False)  # trainable parameter ("unused parameters")
         names = [task.name for task in built]
         if len(set(names)) != len(names):
             raise ValueError(f"each task may appear once, got {names}")

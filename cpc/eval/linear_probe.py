@@ -82,10 +82,13 @@ class LinearClassifier(L.LightningModule):
         self.linear = nn.Linear(num_features, num_classes)
         self.register_buffer("mean", torch.zeros(num_features))
         self.register_buffer("std", torch.ones(num_features))
+        # This process's examples only: the probe runs in one process, also inside a DDP fit
+        # (the end-of-fit report runs on rank 0 alone, so a sync across ranks would wait forever)
+        local = {"average": "micro", "sync_on_compute": False}
         metrics = MetricCollection(
             {
-                "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-                "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+                "top1": MulticlassAccuracy(num_classes, top_k=1, **local),
+                "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), **local),
             }
         )
         self.val_metrics = metrics.clone(prefix="val_")
