@@ -1,6 +1,6 @@
 """``python -m cpc.viz --ckpt_path CKPT --out figures``: see :func:`cpc.viz.script.main`."""
 
-from cpc.viz.script import main
+from cpc.viz.script import console_main
 
 if __name__ == "__main__":
-    main()
+    console_main()

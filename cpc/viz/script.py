@@ -8,6 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from matplotlib.figure import Figure
+
+from cpc.viz._common import save_figure
 from cpc.viz.classes import (
     confusion_matrix_figure,
     format_table,
@@ -67,47 +70,73 @@ def run(
         seed: sampling and projection seed.
 
     Returns:
-        ``{figure name: path}`` of what was written.
+        ``{figure name: path}`` of what was written. Every figure is drawn before the first
+        is written, so an error leaves nothing behind; the training curves are left out (with
+        a warning) when the run logged none yet.
     """
     from cpc.checkpoint import load_encoder
 
     ckpt, out_dir = resolve_checkpoint(ckpt_path), Path(out)
-    log.info("checkpoint %s", ckpt)
+    if ckpt != Path(ckpt_path):
+        log.info(
+            "checkpoint %s (the newest under %s; pass a .ckpt file to choose)", ckpt, ckpt_path
+        )
+    else:
+        log.info("checkpoint %s", ckpt)
     encoder = load_encoder(ckpt, map_location="cpu")
     encoders = {"trained": encoder, "random init": random_init_like(encoder, seed)}
     standardize = run_protocol(ckpt).knn_standardize
     fs = sample_features(encoders, run_datamodule(ckpt, data), sample, bank, seed, pooling=pooling)
-    paths = {name: out_dir / f"{name}.png" for name in ("embeddings", "neighbours", "confusion")}
-    embedding_map(fs.query_features, fs.query_labels, fs.class_names, method, sample, seed,
-                  save=paths["embeddings"])  # fmt: skip
-    neighbours_figure(fs, queries, neighbours, seed, standardize, save=paths["neighbours"])
-    if (metrics := find_metrics(ckpt)) is not None:
-        paths["training_curves"] = out_dir / "training_curves.png"
-        plot_training_curves(metrics, save=paths["training_curves"])
-    else:
-        log.warning("no metrics.csv or TensorBoard log near %s: no training curves", ckpt)
     predictions = knn_predictions(fs, k, standardize)
     table = format_table(per_class_knn_table(fs.query_labels, predictions, fs.class_names))
+    figures = {
+        "embeddings": embedding_map(
+            fs.query_features, fs.query_labels, fs.class_names, method, sample, seed
+        ),
+        "neighbours": neighbours_figure(fs, queries, neighbours, seed, standardize),
+        "training_curves": training_curves(ckpt),
+        "confusion": confusion_matrix_figure(fs.query_labels, predictions, fs.class_names),
+    }
+    paths = {
+        name: save_figure(fig, out_dir / f"{name}.png")
+        for name, fig in figures.items()
+        if fig is not None
+    }
     paths["knn_per_class"] = out_dir / "knn_per_class.txt"
     paths["knn_per_class"].write_text(table + "\n")
-    confusion_matrix_figure(fs.query_labels, predictions, fs.class_names, save=paths["confusion"])
     log.info("kNN top-1 per class (k=%d, %d bank images):\n%s", k, len(fs.bank_labels), table)
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths
+
+
+def training_curves(ckpt: Path) -> Figure | None:
+    """The run's training curves, or None (with a warning saying why) when it logged none."""
+    metrics = find_metrics(ckpt)
+    if metrics is None:
+        log.warning(
+            "no training curves: no metrics.csv or TensorBoard log near %s (a run logs every "
+            "trainer.log_every_n_steps steps and after each validation)",
+            ckpt,
+        )
+        return None
+    try:
+        return plot_training_curves(metrics)
+    except ValueError as err:  # a log with no loss, accuracy, MI or kNN column yet
+        log.warning("no training curves: %s", err)
+        return None
 
 
 def main(args: list[str] | None = None) -> dict[str, Path]:
     """``python -m cpc.viz --ckpt_path CKPT --out figures``: the notebook without Jupyter
     (``--help`` lists every option of :func:`run`). The data module is chosen as in ``cpc
     fit`` (``--data cpc.data.MNISTDataModule --data.root data``); default: the run's own."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
+    from jsonargparse import ActionConfigFile
 
+    from cpc.console import Parser
     from cpc.data import ImageDataModule
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = ArgumentParser(
-        prog="python -m cpc.viz", description=(run.__doc__ or "").split("\n")[0]
-    )
+    parser = Parser(prog="python -m cpc.viz", description=(run.__doc__ or "").split("\n")[0])
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML of these options")
     parser.add_subclass_arguments(
         ImageDataModule,
@@ -118,3 +147,19 @@ def main(args: list[str] | None = None) -> dict[str, Path]:
     parser.add_function_arguments(run, skip={"data"}, as_group=False)
     init = parser.instantiate_classes(parser.parse_args(args))
     return run(**{key: value for key, value in init.items() if key != "config"})
+
+
+def console_main() -> None:
+    """``python -m cpc.viz``: :func:`main`, with errors about the input in one line
+    (:func:`cpc.console.error_line`; ``CPC_DEBUG=1`` shows the traceback)."""
+    import sys
+
+    from cpc.console import debug, error_line
+
+    try:
+        main()
+    except Exception as err:
+        line = error_line(err)
+        if line is None or debug():
+            raise
+        sys.exit(f"python -m cpc.viz: error: {line} (CPC_DEBUG=1 shows the traceback)")
