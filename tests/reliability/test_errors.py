@@ -224,3 +224,39 @@ def test_console_script_prints_one_line_and_exit_status_1(tiny_folder, tmp_path)
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("cpc: error: trainer.accelerator gpu: no GPU is visible")
     assert not (tmp_path / "run").exists()
+
+
+# --- the same one-line rules elsewhere: a DDP worker's error, python -m cpc.viz --------------
+
+
+def test_a_ddp_spawn_workers_user_error_is_one_line():
+    from torch.multiprocessing import ProcessRaisedException
+
+    from cpc.console import error_line
+
+    trace = "Traceback (most recent call last):\n  File ...\nValueError: set data.val_size > 0\n"
+    err = ProcessRaisedException(f"\n\n-- Process 0 terminated:\n{trace}", 0, 123)
+    assert error_line(err) == "set data.val_size > 0"
+    bug = ProcessRaisedException("\n-- Process 0 terminated:\nKeyError: 'x'\n", 0, 123)
+    assert error_line(bug) is None  # a bug keeps its traceback
+
+
+def test_a_choice_outside_the_allowed_values(monkeypatch, capsys, tiny_folder, tmp_path):
+    code, line = cpc(
+        monkeypatch, capsys, *fit_args(tiny_folder, tmp_path, "--trainer.precision=17")
+    )
+    assert code == 2 and line.startswith(
+        "cpc fit: error: --trainer.precision: got '17', choose one"
+    )
+    assert "'bf16-mixed'" in line
+
+
+def test_viz_errors_are_one_line(monkeypatch, tmp_path):
+    from cpc.viz.script import console_main
+
+    monkeypatch.setattr("sys.argv", ["python -m cpc.viz", f"--ckpt_path={tmp_path / 'none'}"])
+    monkeypatch.delenv("CPC_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        console_main()
+    assert str(exit_info.value.code).startswith("python -m cpc.viz: error: no checkpoint at")
+    assert "\n" not in str(exit_info.value.code)
