@@ -8,6 +8,10 @@
   protocol (:class:`cpc.eval.protocol.EvalProtocol`: ``--report.k``, ``--report.pooling``, ...);
 - ``online_knn``: :class:`cpc.eval.OnlineKNN` logs ``val/knn_top1`` after every validation
   (``--online_knn.every_n_epochs 0`` switches it off), with the report's protocol (a link);
+- ``throughput``: :class:`cpc.throughput.ThroughputMonitor` logs ``train/images_per_sec`` and
+  ``train/mfu`` (``--throughput.window_size``: steps of the rolling mean);
+- ``trainer.precision``: Lightning's values, or ``auto``: the fastest precision of this machine
+  (:mod:`cpc.precision`), resolved at start and printed in one line;
 - ``trainer.callbacks``: ``ModelCheckpoint`` keeping ``last.ckpt`` and the best by
   ``val/loss``, and ``LearningRateMonitor`` logging the learning rate every step (a default
   list: a config's ``trainer.callbacks`` replaces it; ``--trainer.enable_checkpointing false``
@@ -26,12 +30,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import lightning.pytorch as L
 import torch
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
+from lightning.fabric.connector import _PRECISION_INPUT
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from cpc.checkpoint import load_encoder, run_config
 from cpc.console import CLIParser, Parser, QuietStart, debug, error_line, quiet_lightning
@@ -40,8 +47,10 @@ from cpc.eval.callbacks import EvaluationReport, OnlineKNN
 from cpc.eval.protocol import EvalProtocol, protocol_names
 from cpc.eval.report import evaluate, format_report, write_report
 from cpc.module import CPCModule
+from cpc.precision import auto_precision
 from cpc.preflight import check_checkpoint, check_fit
 from cpc.run_folder import discard_unstarted
+from cpc.throughput import ThroughputMonitor
 
 #: default callbacks, replaceable in a config or on the command line (``trainer.callbacks``)
 DEFAULT_CALLBACKS = [
@@ -66,12 +75,29 @@ RENAMED = {
 }
 
 
+class Trainer(L.Trainer):
+    """Lightning's Trainer, whose ``precision`` also takes ``"auto"``: the precision this
+    machine runs fastest (:mod:`cpc.precision`), resolved here and printed in one line."""
+
+    def __init__(
+        self, *, precision: _PRECISION_INPUT | Literal["auto"] | None = None, **kwargs: Any
+    ) -> None:
+        if precision == "auto":
+            accelerator = kwargs.get("accelerator", "auto")
+            if not isinstance(accelerator, str):  # an Accelerator instance: CUDAAccelerator -> cuda
+                accelerator = type(accelerator).__name__.removesuffix("Accelerator").lower()
+            precision, reason = auto_precision(accelerator)
+            rank_zero_info(f"precision auto -> {precision}: {reason}")
+        super().__init__(precision=precision, **kwargs)
+
+
 class CPCLightningCLI(LightningCLI):
     """LightningCLI with the evaluation callbacks, and defaults for callbacks and logger."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(OnlineKNN, "online_knn")
         parser.add_lightning_class_args(EvaluationReport, "report")
+        parser.add_lightning_class_args(ThroughputMonitor, "throughput")
         parser.link_arguments("report.protocol", "online_knn.protocol", apply_on="instantiate")
         parser.set_defaults(
             {
@@ -128,6 +154,7 @@ def cli_main(args: list[str] | None = None) -> LightningCLI:
     return CPCLightningCLI(
         CPCModule,
         ImageDataModule,
+        trainer_class=Trainer,
         subclass_mode_data=True,
         args=args,
         seed_everything_default=0,  # what True gives, without the "No seed found" warning

@@ -2,16 +2,20 @@
 
 images (B, C, H, W) -> each task (CPC, rotation, patch position, ...) -> its loss
 -> total = sum of weight * loss -> AdamW with warmup and cosine decay.
+
+Speed is logged by :class:`cpc.throughput.ThroughputMonitor` (``train/images_per_sec``,
+``train/mfu``), from the FLOPs :meth:`CPCModule.training_flops` counts.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-import time
 import warnings
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.throughput import measure_flops
 from torch import nn
 
 from cpc.models.encoder import ResNetEncoder
@@ -30,6 +34,9 @@ class CPCModule(L.LightningModule):
             parameters, so that DDP does not wait for their gradients).
         lr, weight_decay, warmup_steps: AdamW with linear warmup then cosine decay to 0 over
             the trainer's total steps.
+        compile: ``torch.compile`` each task (its forward includes the encoder's) in
+            :meth:`configure_model`; the first steps pay the compilation (minutes on a CPU).
+            Checkpoints keep the same keys either way.
     """
 
     def __init__(
@@ -39,6 +46,7 @@ class CPCModule(L.LightningModule):
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
         warmup_steps: int = 100,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # live modules are dropped just below
@@ -62,7 +70,16 @@ class CPCModule(L.LightningModule):
         if not any(task.weight > 0 for task in built):
             raise ValueError(f"every task has weight 0 ({names}): give one a positive weight")
         self.tasks = nn.ModuleDict({task.name: task for task in built})
-        self._last_batch_end: float | None = None
+        self.flops_per_batch: int | None = None  # read by ThroughputMonitor, set on batch 1
+        self._compiled = False
+
+    def configure_model(self) -> None:
+        """``compile``: compile each task in place (``nn.Module.compile``: the state dict's
+        keys do not change), once, on the training device."""
+        if self.hparams.get("compile") and not self._compiled:
+            for task in self.tasks.values():
+                task.compile()
+            self._compiled = True
 
     def setup(self, stage: str) -> None:
         """Fail before the first step, in one line, when the data's channels are not the
@@ -77,16 +94,23 @@ class CPCModule(L.LightningModule):
 
     def shared_step(self, images: torch.Tensor, stage: str) -> dict[str, torch.Tensor]:
         """Images ``(B, C, H, W)`` -> ``{stage/loss, stage/<task>/<metric>, ...}``."""
-        metrics: dict[str, torch.Tensor] = {}
-        total = images.new_zeros(())
-        for name, task in self.tasks.items():
-            if task.weight == 0:
-                continue
-            out = task(self.encoder, images)
-            total = total + task.weight * out["loss"]
-            metrics.update({f"{stage}/{name}/{key}": value for key, value in out.items()})
-        metrics[f"{stage}/loss"] = total
-        return metrics
+        return task_metrics(self.encoder, self.tasks, images, stage)
+
+    def training_flops(self, images: torch.Tensor) -> int:
+        """FLOPs of a training step's forward and backward on ``images`` ``(B, C, H, W)``
+        (``torch.utils.flop_counter`` via Lightning's ``measure_flops``; optimizer excluded).
+
+        Runs eagerly on a copy of the encoder and tasks, with the RNG restored afterwards, so
+        the training run (its gradients, random stream, compiled code) is left as it was.
+        """
+        encoder, tasks = copy.deepcopy(self.encoder), copy.deepcopy(self.tasks)
+        devices = [images.device] if images.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.compiler.set_stance("force_eager"):
+            return measure_flops(
+                tasks,
+                lambda: task_metrics(encoder, tasks, images, "train")["train/loss"],
+                loss_fn=lambda loss: loss,
+            )
 
     def training_step(self, batch, batch_idx):
         images, _ = batch
@@ -100,18 +124,6 @@ class CPCModule(L.LightningModule):
         self.log("train/loss", metrics.pop("train/loss"), prog_bar=True)
         self.log_dict(metrics)
         return loss
-
-    def on_train_epoch_start(self) -> None:
-        self._last_batch_end = None
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        """Log ``train/images_per_sec``: batch size over the time since the last batch ended
-        (data loading, forward, backward and optimizer step of this batch)."""
-        now = time.perf_counter()
-        if self._last_batch_end is not None:
-            rate = batch[0].shape[0] / (now - self._last_batch_end)
-            self.log("train/images_per_sec", rate, prog_bar=True)
-        self._last_batch_end = now
 
     def validation_step(self, batch, batch_idx):
         images, _ = batch
@@ -135,6 +147,23 @@ class CPCModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def task_metrics(
+    encoder: nn.Module, tasks: nn.ModuleDict, images: torch.Tensor, stage: str
+) -> dict[str, torch.Tensor]:
+    """The weighted sum of the tasks' losses (weight 0 skips a task) and every task metric:
+    ``{stage/loss, stage/<task>/<metric>, ...}`` for images ``(B, C, H, W)``."""
+    metrics: dict[str, torch.Tensor] = {}
+    total = images.new_zeros(())
+    for name, task in tasks.items():
+        if task.weight == 0:
+            continue
+        out = task(encoder, images)
+        total = total + task.weight * out["loss"]
+        metrics.update({f"{stage}/{name}/{key}": value for key, value in out.items()})
+    metrics[f"{stage}/loss"] = total
+    return metrics
 
 
 def _is_config(value) -> bool:
