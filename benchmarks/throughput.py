@@ -2,12 +2,17 @@
 
     python benchmarks/throughput.py                       # CPU: fp32 and bf16-mixed
     python benchmarks/throughput.py --device cuda --precision 32 bf16-mixed 16-mixed
+    python benchmarks/throughput.py --precision auto --profile   # + the top ops of one step
+    python benchmarks/throughput.py --compile                     # torch.compile'd tasks
 
 Times full training steps (patches -> encoder -> tasks -> loss -> backward -> AdamW) on random
 images of the configured size, counts their FLOPs with ``torch.utils.flop_counter``, and prints
-a markdown table: images/s, achieved GFLOP/s, and that as a share of the measured matmul rate
-at the same precision. Data loading is excluded (the data sits in memory; see the module's
-logged ``train/images_per_sec`` for end-to-end figures).
+a markdown table: images/s, achieved GFLOP/s, the measured matmul rate at the same precision
+(:func:`cpc.throughput.matmul_flops`) and their ratio (what ``train/mfu`` logs in a fit).
+Data loading is excluded (the data sits in memory; see the logged ``train/images_per_sec`` for
+end-to-end figures). ``--profile`` prints ``torch.profiler``'s table of the ops that took most
+time over the timed steps, per precision: what to optimise first. ``auto`` is the precision
+``--trainer.precision auto`` picks on this machine (:mod:`cpc.precision`).
 """
 
 from __future__ import annotations
@@ -21,23 +26,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cpc.models.encoder import ResNetEncoder
 from cpc.module import CPCModule
+from cpc.precision import auto_precision
+from cpc.throughput import matmul_flops
 
 DTYPES = {"32": torch.float32, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-
-
-def matmul_gflops(device: str, dtype: torch.dtype, seconds: float = 2.0) -> float:
-    """Sustained GFLOP/s of a square matmul at ``dtype`` (the machine's reference rate)."""
-    size = 8192 if device == "cuda" else 1024
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    a @ b  # warm up
-    runs, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        runs += 1
-        if device == "cuda":
-            torch.cuda.synchronize()
-    return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
 
 
 def autocast(device: str, precision: str):
@@ -67,7 +59,8 @@ def measure(args, precision: str) -> dict[str, float]:
     encoder = ResNetEncoder(
         in_channels=args.channels, width=args.width, channels_last=args.channels_last
     )
-    module = CPCModule(encoder=encoder).to(args.device).train()
+    module = CPCModule(encoder=encoder, compile=args.compile).to(args.device).train()
+    module.configure_model()  # compiles the tasks when asked
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
     images = torch.rand(args.batch_size, args.channels, args.image_size, args.image_size)
     images = images.to(args.device)
@@ -80,40 +73,61 @@ def measure(args, precision: str) -> dict[str, float]:
         step()
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     sync()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync()
-    seconds = (time.perf_counter() - start) / args.steps
+    profiler = profile(args.device) if args.profile else contextlib.nullcontext()
+    with profiler:
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        sync()
+        seconds = (time.perf_counter() - start) / args.steps
+    if args.profile:
+        sort = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
+        print(f"## precision {precision}: top ops over {args.steps} steps")
+        print(profiler.key_averages().table(sort_by=sort, row_limit=args.profile_rows))
     gflops = flops.get_total_flops() / seconds / 1e9
-    reference = matmul_gflops(args.device, DTYPES[precision])
+    reference = matmul_flops(args.device, DTYPES[precision], seconds=2.0) / 1e9
     return {
         "images/s": args.batch_size / seconds,
         "s/step": seconds,
         "GFLOP/step": flops.get_total_flops() / 1e9,
         "GFLOP/s": gflops,
         "matmul GFLOP/s": reference,
-        "% of matmul": 100 * gflops / reference,
+        "ratio to matmul": gflops / reference,
     }
+
+
+def profile(device: str) -> torch.profiler.profile:
+    """A profiler of the CPU ops (and CUDA kernels on ``cuda``), timings only."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    return torch.profiler.profile(activities=activities)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", nargs="+", default=["32", "bf16-mixed"], choices=DTYPES)
+    parser.add_argument(
+        "--precision", nargs="+", default=["32", "bf16-mixed"], choices=[*DTYPES, "auto"]
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=28)
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--width", type=int, default=32, help="ResNetEncoder width")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per precision")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (compile: more)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the tasks")
+    parser.add_argument("--profile", action="store_true", help="print the top ops of the steps")
+    parser.add_argument("--profile-rows", type=int, default=25)
     args = parser.parse_args()
-    rows = {p: measure(args, p) for p in args.precision}
+    precisions = [auto_precision(args.device)[0] if p == "auto" else p for p in args.precision]
+    rows = {p: measure(args, p) for p in dict.fromkeys(precisions)}
     columns = list(next(iter(rows.values())))
     print(
         f"device={args.device} threads={torch.get_num_threads()} batch={args.batch_size} "
-        f"image={args.channels}x{args.image_size}x{args.image_size} width={args.width}"
+        f"image={args.channels}x{args.image_size}x{args.image_size} width={args.width} "
+        f"compile={args.compile}"
     )
     print("| precision | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
