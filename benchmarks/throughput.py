@@ -81,7 +81,7 @@ def measure(args, precision: str) -> dict[str, float]:
         sync()
         seconds = (time.perf_counter() - start) / args.steps
     if args.profile:
-        sort = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
+        sort = "self_device_time_total" if args.device == "cuda" else "self_cpu_time_total"
         print(f"## precision {precision}: top ops over {args.steps} steps")
         print(profiler.key_averages().table(sort_by=sort, row_limit=args.profile_rows))
     gflops = flops.get_total_flops() / seconds / 1e9
