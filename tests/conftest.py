@@ -14,3 +14,10 @@ torch.set_num_threads(1)
 def tiny_folder(tmp_path: Path) -> Path:
     """24 random 28x28 grayscale images in two classes."""
     return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(autouse=True)
+def baseline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test caches the report's baselines in its own folder, never in ~/.cache/cpc."""
+    monkeypatch.setenv("CPC_CACHE", str(tmp_path / "cpc_cache"))
+    return tmp_path / "cpc_cache" / "baselines"

@@ -149,6 +149,8 @@ class EvaluationReport(L.Callback):
         enabled: False skips the report (``--report.enabled false``).
         baselines: also evaluate the random-init encoder and raw pixels.
         filename: name of the JSON file.
+        cache: reuse the baselines' rows of an earlier report with the same data,
+            architecture and protocol (:mod:`cpc.eval.baseline_cache`, ``$CPC_CACHE``).
         **protocol: fields of :class:`cpc.eval.protocol.EvalProtocol` (k, temperature,
             pooling, knn_standardize, probe_kwargs, seed); an unknown one is a TypeError.
     """
@@ -158,12 +160,14 @@ class EvaluationReport(L.Callback):
         enabled: bool = True,
         baselines: bool = True,
         filename: str = "report.json",
+        cache: bool = True,
         **protocol: Any,
     ) -> None:
         self.protocol = EvalProtocol(**protocol)
         self.enabled = enabled
         self.baselines = baselines
         self.filename = filename
+        self.cache = cache
         self.path: Path | None = None  # where the last report was written
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -181,6 +185,7 @@ class EvaluationReport(L.Callback):
         if trainer.fast_dev_run:
             rank_zero_info("EvaluationReport: skipped under fast_dev_run")
             return
+        _finish_progress_bar(trainer)
         ckpt = trainer.checkpoint_callback
         report = evaluate(
             pl_module.encoder,
@@ -190,6 +195,7 @@ class EvaluationReport(L.Callback):
             device=trainer.strategy.root_device,  # the module was moved to the CPU at teardown
             progress=trainer.progress_bar_callback is not None,
             checkpoint_path=(ckpt.last_model_path or None) if ckpt is not None else None,
+            cache=self.cache,
         )
         report["meta"].update(epoch=trainer.current_epoch, global_step=trainer.global_step)
         self.path = write_report(report, Path(self._folder(trainer)) / self.filename)
@@ -201,6 +207,14 @@ class EvaluationReport(L.Callback):
         if ckpt is not None and ckpt.dirpath:
             return ckpt.dirpath
         return trainer.log_dir or trainer.default_root_dir or os.getcwd()
+
+
+def _finish_progress_bar(trainer: L.Trainer) -> None:
+    """Stop a live progress display (Rich's) before the report, so the training bar is drawn
+    once, above the report, instead of again below it when Lightning stops it at teardown."""
+    progress = getattr(trainer.progress_bar_callback, "progress", None)
+    if callable(getattr(progress, "stop", None)):
+        progress.stop()  # Rich's Progress.stop is idempotent: teardown's stop does nothing
 
 
 def _check_can_evaluate(name: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -3,8 +3,8 @@
 Protocol (the standard self-supervised evaluation; DINO's ``eval_knn.py``/``eval_linear.py``,
 CPC's linear evaluation in van den Oord et al., 2018 and Hénaff et al., 2019):
 
-- features of the eval ``"train"``, ``"val"`` and ``"test"`` splits are extracted once each,
-  for every model in one pass over each split (:func:`cpc.eval.features.extract_feature_sets`);
+- features of the eval ``"train"``, ``"val"`` and ``"test"`` splits are extracted once per
+  model and split (:func:`cpc.eval.features.extract_feature_sets`), one model at a time;
 - **kNN**: memory bank = ``"train"``, queries = ``"test"`` (:func:`cpc.eval.knn.knn_accuracy`),
   on features standardised with the bank's statistics by default (as the probe's are);
 - **linear probe**: fit on ``"train"``, weight decay selected on ``"val"``, ``"test"`` evaluated
@@ -12,7 +12,9 @@ CPC's linear evaluation in van den Oord et al., 2018 and Hénaff et al., 2019):
 
 The same numbers are reported for two baselines, which say what pretraining bought:
 ``random_init`` (the same architecture, freshly initialised: what the architecture alone gives)
-and ``pixels`` (flattened raw pixels: what no learning gives).
+and ``pixels`` (flattened raw pixels: what no learning gives). They do not depend on training,
+so their rows are cached across runs with the same data, architecture and protocol
+(:mod:`cpc.eval.baseline_cache`).
 
 When the data module has no test split (an image folder without ``test_root``), ``"val"``
 stands in for it and the probe's weight decay is fixed to the first candidate, so no
@@ -34,7 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cpc.eval.features import extract_feature_sets, principal_components
+from cpc.eval.baseline_cache import BaselineCache, architecture, fingerprint
+from cpc.eval.features import bf16_features, extract_feature_sets, principal_components
 from cpc.eval.knn import knn_accuracy
 from cpc.eval.linear_probe import linear_probe
 from cpc.eval.protocol import EvalData, EvalProtocol
@@ -77,6 +80,7 @@ def evaluate(
     device: torch.device | str | None = None,
     progress: bool = True,
     checkpoint_path: str | None = None,
+    cache: bool = True,
 ) -> dict[str, Any]:
     """kNN and linear-probe accuracy of a frozen encoder (and baselines) on a data module.
 
@@ -91,20 +95,24 @@ def evaluate(
         device: where features are extracted; default the encoder's device.
         progress: show progress bars during feature extraction.
         checkpoint_path: recorded in the metadata.
+        cache: reuse the baselines' rows computed by an earlier report with the same data,
+            architecture and protocol, and store new ones (:mod:`cpc.eval.baseline_cache`:
+            ``$CPC_CACHE``, default ``~/.cache/cpc``).
 
     Returns:
         ``{"encoder": result, "random_init": result, "pixels": result, "meta": {...}}`` (the
         baselines only when ``baselines``), where ``result = {"knn": {"top1", "top5"},
         "linear": {"top1", "top5", "val_top1", "weight_decay", "sweep"}}``, accuracies as
         fractions; ``meta`` holds the data module class, checkpoint path, feature dims, every
-        protocol field, split sizes, which split was reported and the seconds taken.
+        protocol field, split sizes, which split was reported, whether the baselines came
+        from the cache, and the seconds taken.
+
+    Features are extracted one model at a time (the encoder's, then the baselines' when not
+    cached), each scored and dropped before the next: peak memory is one model's features.
     """
     start = time.perf_counter()
     protocol = protocol or EvalProtocol()
     check_eval_data("evaluate", splits)
-    encoders = {"encoder": encoder}
-    if baselines:
-        encoders["random_init"] = random_init(encoder, protocol.seed)
     probe_kwargs = {"seed": protocol.seed, **(protocol.probe_kwargs or {})}
     loaders = {split: splits.eval_dataloader(split) for split in ("train", "val")}
     test_split = "test"
@@ -119,31 +127,30 @@ def evaluate(
             f"{type(encoder).__name__} has no pool(grid) giving its compact feature: "
             "set report.compact false"
         )
-    feats, labels = {}, {}
-    for split, loader in loaders.items():  # each split is read once, for every model
-        feats[split], labels[split] = extract_feature_sets(
-            encoders,
-            loader,
-            protocol.pooling,
-            device,
-            progress,
-            baselines,
-            protocol.compact,
-            protocol.memmap,
+    names = "encoder" + (" + compact" if protocol.compact else "")
+    features, labels = extract_splits(
+        {"encoder": encoder}, loaders, protocol, device, progress, names=names
+    )
+    dims = {name: f.shape[1] for name, f in features["train"].items()}
+    report: dict[str, Any] = score_models(
+        features, labels, test_split, splits.num_classes, protocol, probe_kwargs
+    )
+    del features  # one model's features in memory at a time
+    cached = False
+    if baselines:
+        base, cached = baseline_rows(
+            encoder, splits, loaders, test_split, protocol, probe_kwargs, device, progress, cache
         )
-
-    report: dict[str, Any] = {}
-    for name in (n for n in MODELS if n in feats["train"]):
-        features = {split: feats[split][name] for split in feats}
-        report[name] = score_features(
-            features, labels, test_split, splits.num_classes, protocol, probe_kwargs
-        )
+        dims["pixels"] = base.pop("pixel_dim")
+        report.update(base)
+    report = {name: report[name] for name in MODELS if name in report}  # table order
     report["meta"] = {
         "datamodule": f"{type(splits).__module__}.{type(splits).__qualname__}",
         "checkpoint": None if checkpoint_path is None else str(checkpoint_path),
-        "feature_dim": feats["train"]["encoder"].shape[1],
-        "compact_dim": feats["train"]["encoder_compact"].shape[1] if protocol.compact else None,
-        "pixel_dim": feats["train"]["pixels"].shape[1] if baselines else None,
+        "feature_dim": dims["encoder"],
+        "compact_dim": dims.get("encoder_compact"),
+        "pixel_dim": dims.get("pixels"),
+        "baselines_cached": cached,
         "num_classes": splits.num_classes,
         **protocol.as_dict(),
         "probe_kwargs": {key: _jsonable(v) for key, v in probe_kwargs.items()},
@@ -152,6 +159,106 @@ def evaluate(
         "seconds": round(time.perf_counter() - start, 2),
     }
     return report
+
+
+def extract_splits(
+    encoders: Mapping[str, nn.Module],
+    loaders: Mapping[str, Any],
+    protocol: EvalProtocol,
+    device: torch.device | str | None,
+    progress: bool,
+    names: str,
+    pixels: bool = False,
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+    """``({split: {model: (N, F)}}, {split: labels (N,)})``, one pass over each split; the
+    progress bars read ``features <split>: <names>``."""
+    features, labels = {}, {}
+    for split, loader in loaders.items():
+        features[split], labels[split] = extract_feature_sets(
+            encoders,
+            loader,
+            protocol.pooling,
+            device,
+            progress,
+            pixels=pixels,
+            compact=protocol.compact,
+            memmap=protocol.memmap,
+            desc=f"features {split}: {names}",
+        )
+    return features, labels
+
+
+def score_models(
+    features: Mapping[str, Mapping[str, torch.Tensor]],
+    labels: Mapping[str, torch.Tensor],
+    test_split: str,
+    num_classes: int,
+    protocol: EvalProtocol,
+    probe_kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """:func:`score_features` of every model in ``features`` (``{split: {model: (N, F)}}``)."""
+    return {
+        name: score_features(
+            {split: features[split][name] for split in features},
+            labels,
+            test_split,
+            num_classes,
+            protocol,
+            probe_kwargs,
+        )
+        for name in features["train"]
+    }
+
+
+def baseline_rows(
+    encoder: nn.Module,
+    splits: EvalData,
+    loaders: Mapping[str, Any],
+    test_split: str,
+    protocol: EvalProtocol,
+    probe_kwargs: Mapping[str, Any],
+    device: torch.device | str | None,
+    progress: bool,
+    cache: bool,
+) -> tuple[dict[str, Any], bool]:
+    """The rows of the random-init encoder (and its compact feature) and of raw pixels, plus
+    ``"pixel_dim"``; from the cache when an earlier report stored them. Returns
+    ``(rows, from_cache)``."""
+    fresh = random_init(encoder, protocol.seed)
+    device = torch.device(device) if device is not None else _device_of(encoder)
+    store = BaselineCache() if cache else None
+    key = None
+    if store is not None:
+        key = BaselineCache.key(
+            data={split: fingerprint(loader) for split, loader in loaders.items()},
+            datamodule=f"{type(splits).__module__}.{type(splits).__qualname__}",
+            architecture=architecture(fresh),
+            protocol=protocol.as_dict(),
+            probe_kwargs={name: _jsonable(v) for name, v in probe_kwargs.items()},
+            test_split=test_split,
+            num_classes=splits.num_classes,
+            device=device.type,
+            bf16=bf16_features(device),
+        )
+        rows = store.load(key)
+        if rows is not None:
+            for row in (r for r in rows.values() if isinstance(r, dict)):  # JSON made keys str
+                row["linear"]["sweep"] = {float(k): v for k, v in row["linear"]["sweep"].items()}
+            return rows, True
+    names = "random-init" + (" + compact" if protocol.compact else "") + " + pixels"
+    features, labels = extract_splits(
+        {"random_init": fresh}, loaders, protocol, device, progress, names, pixels=True
+    )
+    rows = score_models(features, labels, test_split, splits.num_classes, protocol, probe_kwargs)
+    rows["pixel_dim"] = features["train"]["pixels"].shape[1]
+    if store is not None:
+        store.save(key, rows)
+    return rows, False
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def score_features(
@@ -211,6 +318,7 @@ def evaluate_encoder(
     device: torch.device | str | None = None,
     progress: bool = True,
     checkpoint_path: str | None = None,
+    cache: bool = True,
     **protocol: Any,
 ) -> dict[str, Any]:
     """:func:`evaluate` with the protocol's fields given by keyword (``pooling="full"``, ...);
@@ -223,6 +331,7 @@ def evaluate_encoder(
         device=device,
         progress=progress,
         checkpoint_path=checkpoint_path,
+        cache=cache,
     )
 
 
@@ -247,12 +356,13 @@ def format_report(report: Mapping[str, Any]) -> str:
             lines.append(f"{row:<20}{cells}")
     meta = report.get("meta", {})
     if meta:
+        cached = ", baselines cached" if meta.get("baselines_cached") else ""
         lines.append(
             f"k={meta.get('k')} T={meta.get('temperature')} pooling={meta.get('pooling')} "
             f"standardized={meta.get('knn_standardize')} knn_pca={meta.get('knn_pca')} "
             f"feature_dim={meta.get('feature_dim')} compact_dim={meta.get('compact_dim')} "
             f"reported on {meta.get('test_split')!r} "
-            f"({meta.get('seconds')} s)"
+            f"({meta.get('seconds')} s{cached})"
         )
     return "\n".join(lines)
 

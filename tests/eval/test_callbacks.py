@@ -4,8 +4,9 @@ import os
 import lightning.pytorch as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
+import cpc.eval.callbacks as callbacks
 from cpc.data.datamodule import ImageDataModule
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
 from cpc.eval.features import extract_features
@@ -83,10 +84,8 @@ def trainer(tmp_path, callbacks, max_epochs=1, **kwargs):
         default_root_dir=tmp_path,
         callbacks=callbacks,
         logger=False,
-        enable_progress_bar=False,
         enable_model_summary=False,
-        num_sanity_val_steps=1,
-        **kwargs,
+        **{"enable_progress_bar": False, "num_sanity_val_steps": 1, **kwargs},
     )
 
 
@@ -197,3 +196,21 @@ def test_online_knn_under_ddp_spawn_gives_the_same_value_on_both_ranks(tmp_path)
     # the weights that came back from rank 0 give the same number in one process
     assert values[0][0] == pytest.approx(callbacks[0].knn_top1(model.encoder, dm, "cpu"))
     assert ddp.callback_metrics["val/knn_top1"].item() == pytest.approx(values[0][0])
+
+
+def test_training_bar_is_stopped_before_the_report(tmp_path, monkeypatch):
+    """Rich's live bar is stopped before the report runs (so it is drawn above the report),
+    not left live and redrawn under the report when Lightning stops it at teardown."""
+    bar, live_during_report = RichProgressBar(), []
+
+    def evaluate(*args, **kwargs):
+        live_during_report.append(bar.progress.live.is_started)
+        return {"meta": {}}
+
+    monkeypatch.setattr(callbacks, "evaluate", evaluate)
+    monkeypatch.setattr(callbacks, "format_report", lambda report: "")
+    report = EvaluationReport(k=3, baselines=False)
+    trainer(tmp_path, [report, bar], enable_progress_bar=True, num_sanity_val_steps=0).fit(
+        TinyModule(), datamodule=Quadrants()
+    )
+    assert live_during_report == [False]

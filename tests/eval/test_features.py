@@ -131,3 +131,22 @@ def test_several_encoders_share_one_pass_over_the_loader():
 def test_empty_loader_is_one_clear_error():
     with pytest.raises(ValueError, match="no batches"):
         extract_features(RecordingEncoder(), [], progress=False)
+
+
+def test_bf16_features_on_bf16_gpus_only_and_close_to_float32(monkeypatch):
+    import cpc.precision
+    from cpc.eval.features import bf16_features
+
+    monkeypatch.setattr(cpc.precision, "cpu_flags", lambda: {"avx512_bf16", "amx_bf16"})
+    assert not bf16_features("cpu")  # measured: bf16 moved the kNN on a CPU
+    for capability, expected in (((9, 0), True), ((7, 5), False)):
+        monkeypatch.setattr(cpc.precision, "cuda_capability", lambda c=capability: c)
+        assert bf16_features("cuda") is expected
+
+    torch.manual_seed(0)
+    encoder = ResNetEncoder(in_channels=1, width=8)
+    loader, _, _ = uint8_loader(n=6, batch_size=3, side=16)
+    full = extract_feature_sets({"e": encoder}, loader, "full", progress=False, bf16=False)[0]
+    half = extract_feature_sets({"e": encoder}, loader, "full", progress=False, bf16=True)[0]
+    assert half["e"].dtype == torch.float32 and not torch.equal(half["e"], full["e"])
+    torch.testing.assert_close(half["e"], full["e"], rtol=0.05, atol=0.05)
