@@ -88,10 +88,13 @@ def principal_components(features: torch.Tensor, dim: int) -> tuple[torch.Tensor
     """
     if not 1 <= dim <= features.shape[1]:
         raise ValueError(f"dim must be in [1, {features.shape[1]}], got {dim}")
-    x = features.double()
-    mean = x.mean(dim=0)  # (D,)
-    centred = x - mean
-    covariance = centred.T @ centred / max(1, len(x) - 1)  # (D, D)
+    n, chunk = len(features), 8192  # float64 copies of 8192 rows at a time: bounded memory
+    mean = features.sum(dim=0, dtype=torch.float64) / n  # (D,)
+    covariance = features.new_zeros(features.shape[1], features.shape[1], dtype=torch.float64)
+    for start in range(0, n, chunk):
+        centred = features[start : start + chunk].double() - mean  # (chunk, D)
+        covariance += centred.T @ centred
+    covariance /= max(1, n - 1)  # (D, D)
     _, vectors = torch.linalg.eigh(covariance)  # eigenvalues ascending
     basis = vectors[:, -dim:].flip(1)  # (D, dim), largest variance first
     return mean.to(features.dtype), basis.to(features.dtype)

@@ -150,3 +150,15 @@ def test_bf16_features_on_bf16_gpus_only_and_close_to_float32(monkeypatch):
     half = extract_feature_sets({"e": encoder}, loader, "full", progress=False, bf16=True)[0]
     assert half["e"].dtype == torch.float32 and not torch.equal(half["e"], full["e"])
     torch.testing.assert_close(half["e"], full["e"], rtol=0.05, atol=0.05)
+
+
+def test_principal_components_in_chunks_match_the_whole_covariance():
+    from cpc.eval.features import principal_components
+
+    x = torch.randn(20000, 5) @ torch.randn(5, 5) + 3  # more rows than one chunk
+    mean, basis = principal_components(x, 2)
+    centred = x.double() - x.double().mean(dim=0)
+    _, vectors = torch.linalg.eigh(centred.T @ centred / (len(x) - 1))
+    reference = vectors[:, -2:].flip(1).float()
+    torch.testing.assert_close(mean, x.double().mean(dim=0).float())
+    torch.testing.assert_close(basis.abs(), reference.abs(), rtol=1e-4, atol=1e-5)  # up to sign
