@@ -183,8 +183,9 @@ class STL10DataModule(TorchvisionDataModule):
         val_size: int = 1000,
         num_workers: int | None = None,
         seed: int = 0,
+        device_data: bool | None = None,
     ) -> None:
-        super().__init__(root, batch_size, val_size, num_workers, seed)
+        super().__init__(root, batch_size, val_size, num_workers, seed, device_data)
 
     @classmethod
     def fetch(cls, root: str) -> None:

@@ -11,6 +11,8 @@ Splits (the official test split is never used by ``train_dataloader``/``val_data
 
 Batches stay uint8 through the DataLoader (4x less to copy) and become float32 in [0, 1] in
 ``on_after_batch_transfer``, on the device. Augmentation and patches belong to the model.
+On one CUDA device the training images live on the GPU and batches are sliced there
+(:class:`~cpc.data.device_loader.DeviceLoader`, ``device_data``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from cpc.data.datasets import TensorImageDataset
+from cpc.data.device_loader import DeviceLoader
 
 Source = Literal["train", "test", "unlabeled"]
 EvalSplit = Literal["train", "val", "test"]
@@ -39,6 +42,9 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: DataLoader workers; None = 0 without CUDA (data is in memory), else
             ``min(8, cpu_count // 2)``.
         seed: seed of the train/val split (not of shuffling, which follows ``seed_everything``).
+        device_data: keep the training images on the training device and slice batches there
+            (:class:`~cpc.data.device_loader.DeviceLoader`: no workers, no host copies); None
+            (default) does so on a single CUDA device.
     """
 
     #: sources loaded for pretraining besides the labelled train split
@@ -51,6 +57,7 @@ class ImageDataModule(L.LightningDataModule):
         val_size: int = 5000,
         num_workers: int | None = None,
         seed: int = 0,
+        device_data: bool | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or val_size < 0:
@@ -62,6 +69,7 @@ class ImageDataModule(L.LightningDataModule):
         self.val_size = val_size
         self.num_workers = num_workers
         self.seed = seed
+        self.device_data = device_data
         self._sources: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @staticmethod
@@ -178,7 +186,34 @@ class ImageDataModule(L.LightningDataModule):
                 f"the train split has {len(dataset)} images, fewer than batch_size="
                 f"{self.batch_size} (drop_last would leave no batch): lower batch_size"
             )
+        if self._data_on_device(dataset):
+            images, labels = _tensors(dataset)
+            device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+            generator = torch.Generator(device).manual_seed(torch.initial_seed())
+            return DeviceLoader(
+                images,
+                labels,
+                self.batch_size,
+                drop_last=True,
+                shuffle=True,
+                device=device,
+                generator=generator,
+            )
         return self._loader(dataset, self.batch_size, train=True)
+
+    def _data_on_device(self, dataset: Dataset) -> bool:
+        """``device_data``, or by default: training on one CUDA device, the images taking at
+        most a quarter of its memory."""
+        if self.device_data is not None:
+            return self.device_data
+        trainer = self.trainer
+        if trainer is None or trainer.world_size != 1:
+            return False
+        device = trainer.strategy.root_device
+        if device.type != "cuda":
+            return False
+        image_bytes = len(dataset) * self.num_channels * self.image_size[0] * self.image_size[1]
+        return image_bytes <= torch.cuda.get_device_properties(device).total_memory / 4
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("val"), self.batch_size, train=False)
@@ -200,3 +235,12 @@ class ImageDataModule(L.LightningDataModule):
         if images.dtype != torch.uint8:
             raise TypeError(f"expected uint8 images from the loader, got {images.dtype}")
         return images.float().div_(255), labels
+
+
+def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images ``(N, C, H, W)`` uint8 and labels ``(N,)`` of a split (a
+    :class:`TensorImageDataset` view or a ``ConcatDataset`` of them), gathered in order."""
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    images = torch.cat([p.images[p.indices] for p in parts])  # type: ignore[attr-defined]
+    labels = torch.cat([p.labels[p.indices] for p in parts])  # type: ignore[attr-defined]
+    return images, labels

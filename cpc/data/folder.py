@@ -33,6 +33,7 @@ class ImageFolderDataModule(ImageDataModule):
             number of images.
         num_workers: DataLoader workers (None = auto, see :class:`ImageDataModule`).
         seed: seed of the train/val split.
+        device_data: training images on the GPU (see :class:`ImageDataModule`).
     """
 
     def __init__(
@@ -45,12 +46,13 @@ class ImageFolderDataModule(ImageDataModule):
         val_size: float = 0.1,
         num_workers: int | None = None,
         seed: int = 0,
+        device_data: bool | None = None,
     ) -> None:
         if channels not in (1, 3) or image_size < 1:
             raise ValueError(
                 f"need channels 1 or 3 and image_size >= 1, got {channels}, {image_size}"
             )
-        super().__init__(root, batch_size, val_size, num_workers, seed)
+        super().__init__(root, batch_size, val_size, num_workers, seed, device_data)
         self.test_root = test_root
         self._image_size = image_size
         self._channels = channels
