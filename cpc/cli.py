@@ -274,6 +274,7 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
         device=device,
         progress=cfg.progress,
         checkpoint_path=str(ckpt),
+        cache=cfg.cache,
     )
     out = Path(cfg.out) if cfg.out else ckpt.with_suffix(".report.json")
     report["meta"]["report_path"] = str(out)
