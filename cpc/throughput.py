@@ -48,6 +48,12 @@ def matmul_flops(
     return 2 * size**3 * runs / (time.perf_counter() - start)
 
 
+def images_in(batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+    """Images in a ``(images, labels)`` batch (a function, not a lambda: ``ddp_spawn``
+    pickles the callbacks)."""
+    return len(batch[0])
+
+
 def compute_dtype(precision: str) -> torch.dtype:
     """The dtype matmuls run in under a Lightning precision (``"bf16-mixed"`` -> bfloat16)."""
     if precision.startswith("bf16"):
@@ -77,7 +83,7 @@ class ThroughputMonitor(LightningThroughputMonitor):
             raise ValueError(
                 f"window_size must be >= 2 (a rate needs two steps), got {window_size}"
             )
-        super().__init__(batch_size_fn=lambda batch: len(batch[0]), window_size=window_size)
+        super().__init__(batch_size_fn=images_in, window_size=window_size)
         self.peak_flops = peak_flops
         self.prog_bar = prog_bar
 
