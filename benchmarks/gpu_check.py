@@ -81,6 +81,12 @@ def fit_row(args: argparse.Namespace, precision: str, compile: bool, extra: list
     }
 
 
+def write_table(folder: Path, header: str, lines: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "table.md").write_text(header + "\n".join(lines) + "\n")
+    return folder / "table.md"
+
+
 def last_logged(path: Path) -> dict[str, float]:
     """The last value of every column of a ``metrics.csv``."""
     last: dict[str, float] = {}
@@ -147,15 +153,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(row)
             lines.append("| " + " | ".join(cell(row.get(c)) for c in COLUMNS) + " |")
             print(lines[-1], flush=True)
+            write_table(args.out, header, lines)  # after every row: a timeout keeps the rows
     peaks = ", ".join(
         f"{p} {matmul_flops(args.device, compute_dtype(p), seconds=1.0) / 1e9:,.0f}"
         for p in args.precision
     )
     lines += ["", f"matmul rate (GFLOP/s, measured; the MFU's reference): {peaks}"]
     print(lines[-1])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table.md").write_text(header + "\n".join(lines) + "\n")
-    print(f"table written to {args.out / 'table.md'}")
+    print(f"table written to {write_table(args.out, header, lines)}")
     return rows
 
 

@@ -39,6 +39,15 @@ if [ ! -f "$raw/train-images-idx3-ubyte" ]; then
   fi
 fi
 
-"$PY" -c "import torch, cpc.cli, faiss; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+"$PY" - <<'PYEOF'
+import importlib.util, sys
+need = ["torch", "torchvision", "lightning", "torchmetrics", "tensorboard", "rich", "yaml",
+        "numpy", "faiss", "jsonargparse", "docstring_parser", "typeshed_client"]
+missing = [name for name in need if importlib.util.find_spec(name) is None]
+if missing:
+    sys.exit(f"gpu_check: missing Python packages: {' '.join(missing)} (pip install them)")
+import torch
+print("torch", torch.__version__, "cuda", torch.cuda.is_available())
+PYEOF
 timeout "${GPU_CHECK_SECONDS:-450}" "$PY" benchmarks/gpu_check.py "$@"
 if [ -n "${OUT:-}" ]; then cp runs/gpu_check/table.md "$OUT/"; fi
