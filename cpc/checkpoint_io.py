@@ -1,0 +1,118 @@
+"""Checkpoints that survive a kill: written often, and atomically.
+
+:class:`PeriodicCheckpoint` writes ``last.ckpt`` every ``every_n_train_steps`` steps from the
+first ones (a ModelCheckpoint that monitors ``val/loss`` saves nothing before the first
+validation) and at the end of fit.
+
+A kill or a full disk never destroys the last good checkpoint:
+
+Lightning's :class:`~lightning.pytorch.plugins.io.TorchCheckpointIO` writes through fsspec's
+temp-dir transaction, which ends in a *copy* when the temp dir is on another filesystem than
+the run folder: a kill during that copy leaves a truncated ``last.ckpt`` and the previous one
+gone. :class:`AtomicCheckpointIO` (installed by ``cpc fit`` as ``trainer.plugins``) writes to a
+temp file in the checkpoint's own folder, fsyncs it, then renames it over the old file
+(``os.replace``, atomic within one filesystem), and fsyncs the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` training steps and at the end of fit.
+
+    A kill loses at most ``every_n_train_steps`` steps. With ``enable_version_counter=False``
+    it shares ``last.ckpt`` with a monitored ModelCheckpoint that also saves it (at each
+    validation): the file is always the newest state.
+
+    Args:
+        dirpath: folder of ``last.ckpt``; default: the logger's ``checkpoints/``.
+        every_n_train_steps: steps between saves (default 100: about 15 s of work on a
+            2-core CPU with ``configs/fashion_mnist.yaml``).
+    """
+
+    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 100) -> None:
+        if every_n_train_steps < 1:
+            raise ValueError(f"every_n_train_steps must be >= 1, got {every_n_train_steps}")
+        super().__init__(
+            dirpath=dirpath,
+            every_n_train_steps=every_n_train_steps,
+            save_top_k=0,
+            save_last=True,
+            enable_version_counter=False,
+        )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save the final state: a fit stopped by ``max_steps`` between two saves (and past
+        the last validation) would otherwise leave an older ``last.ckpt``."""
+        if not trainer.fast_dev_run and trainer.global_step > 0:
+            trainer.save_checkpoint(self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST))
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the previous one at that path is intact."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to ``<folder>/.<name>.<random>.tmp``, fsync, ``os.replace`` onto ``path``.
+
+    Until the rename, ``path`` holds the previous complete checkpoint (or nothing); after it,
+    the new complete one (and temp files a killed writer left are removed). On any error
+    (``ENOSPC``, a kill signal turned into an exception, ...) the temp file is removed, and an
+    ``OSError`` becomes a one-line :class:`CheckpointWriteError`.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; other outputs follow umask
+            os.replace(tmp, path)
+        except BaseException as err:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            if isinstance(err, OSError):
+                reason = err.strerror or str(err)
+                raise CheckpointWriteError(
+                    f"could not write checkpoint {path} ({reason}); the previous one there is "
+                    "kept: free space or choose another trainer.default_root_dir"
+                ) from err
+            raise
+        _fsync_folder(path.parent)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

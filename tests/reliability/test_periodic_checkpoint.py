@@ -1,0 +1,48 @@
+"""last.ckpt from the first steps (before any validation), at the end of fit, and kept (named)
+when a NaN loss stops the run."""
+
+import json
+
+import pytest
+import torch
+from helpers import fit_args
+
+from cpc.cli import DEFAULT_CALLBACKS, cli_main
+
+PERIODIC = {"class_path": "cpc.checkpoint_io.PeriodicCheckpoint", "init_args": {}}
+
+
+def callbacks(*extra: dict, every: int = 1) -> str:
+    """The default checkpoint pair with ``last.ckpt`` every ``every`` steps, plus ``extra``."""
+    periodic = {**PERIODIC, "init_args": {"every_n_train_steps": every}}
+    return "--trainer.callbacks=" + json.dumps([DEFAULT_CALLBACKS[0], periodic, *extra])
+
+
+def test_default_saves_last_every_100_steps():
+    periodic = [c for c in DEFAULT_CALLBACKS if c["class_path"] == PERIODIC["class_path"]]
+    assert periodic and periodic[0]["init_args"]["every_n_train_steps"] == 100
+
+
+def test_nan_stop_before_any_validation_keeps_and_names_the_last_checkpoint(tiny_folder, tmp_path):
+    nan = {"class_path": "faults.NonFiniteAt", "init_args": {"step": 3}}
+    args = fit_args(tiny_folder, tmp_path / "run", callbacks(nan), "--trainer.max_epochs=1")
+    args += ["--data.batch_size=4"]  # 4 steps in the epoch: the NaN comes before validation
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 3; the last checkpoint"):
+        cli_main(args)
+    (last,) = (tmp_path / "run").rglob("last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["global_step"] == 3  # every step before the NaN one
+    assert all(torch.isfinite(w).all() for w in checkpoint["state_dict"].values())
+
+
+def test_nan_stop_without_a_checkpoint_says_so(tiny_folder, tmp_path):
+    nan = {"class_path": "faults.NonFiniteAt", "init_args": {"step": 0}}
+    with pytest.raises(FloatingPointError, match="no checkpoint was written before it"):
+        cli_main(fit_args(tiny_folder, tmp_path / "run", callbacks(nan)))
+
+
+def test_a_run_stopped_by_max_steps_saves_its_last_step(tiny_folder, tmp_path):
+    args = fit_args(tiny_folder, tmp_path / "run", callbacks(every=2), "--trainer.max_epochs=-1")
+    cli_main([*args, "--trainer.max_steps=5"])  # validations at steps 2 and 4, saves at 2, 4
+    (last,) = (tmp_path / "run").rglob("last.ckpt")
+    assert torch.load(last, weights_only=True)["global_step"] == 5
