@@ -12,15 +12,23 @@
   ``train/mfu`` (``--throughput.window_size``: steps of the rolling mean);
 - ``trainer.precision``: Lightning's values, or ``auto``: the fastest precision of this machine
   (:mod:`cpc.precision`), resolved at start and printed in one line;
-- ``trainer.callbacks``: ``ModelCheckpoint`` keeping ``last.ckpt`` and the best by
-  ``val/loss``, and ``LearningRateMonitor`` logging the learning rate every step (a default
-  list: a config's ``trainer.callbacks`` replaces it; ``--trainer.enable_checkpointing false``
-  and ``--trainer.logger false`` drop the one they rule out);
+- ``trainer.callbacks``: ``ModelCheckpoint`` keeping the best by ``val/loss`` and
+  ``last.ckpt`` at each validation, :class:`cpc.checkpoint_io.PeriodicCheckpoint` writing
+  ``last.ckpt`` every 100 steps and at the end of fit, and ``LearningRateMonitor`` logging the
+  learning rate every step (a default list: a config's ``trainer.callbacks`` replaces it;
+  ``--trainer.enable_checkpointing false`` and ``--trainer.logger false`` drop the ones they
+  rule out);
+- ``trainer.plugins``: :class:`cpc.checkpoint_io.AtomicCheckpointIO` (temp file, fsync, rename:
+  a kill or a full disk keeps the previous checkpoint);
 - ``trainer.logger``: :class:`cpc.loggers.RunLogger`, TensorBoard event files and a CSV
   ``metrics.csv`` (readable without TensorBoard) in one folder,
   ``<trainer.default_root_dir>/lightning_logs/version_N``, which also holds ``config.yaml``,
   ``hparams.yaml`` and ``checkpoints/``. The logger's ``save_dir`` is linked to
   ``trainer.default_root_dir`` (default: the current folder).
+
+``--ckpt_path .../version_N/checkpoints/last.ckpt`` resumes exactly (data order and random
+state included) and logs on in ``version_N``; a checkpoint of another architecture or with
+nothing left to train is refused in one line (:func:`check_resume`, :mod:`cpc.resume`).
 
 ``cpc eval --ckpt_path PATH`` evaluates a checkpoint's frozen encoder (see :func:`eval_main`)
 with the data and report settings of the run's ``config.yaml``, unless given.
@@ -28,7 +36,9 @@ with the data and report settings of the run's ``config.yaml``, unless given.
 
 from __future__ import annotations
 
+import importlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +47,7 @@ import torch
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.fabric.connector import _PRECISION_INPUT
+from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
@@ -49,14 +60,27 @@ from cpc.eval.report import evaluate, format_report, write_report
 from cpc.module import CPCModule
 from cpc.precision import auto_precision
 from cpc.preflight import check_checkpoint, check_fit
+from cpc.resume import architecture_changes, nothing_left, read_checkpoint, run_version
 from cpc.run_folder import discard_unstarted
 from cpc.throughput import ThroughputMonitor
 
-#: default callbacks, replaceable in a config or on the command line (``trainer.callbacks``)
+#: default callbacks, replaceable in a config or on the command line (``trainer.callbacks``).
+#: Two write ``last.ckpt`` (so no version counter, no ``last-v1.ckpt``): PeriodicCheckpoint
+#: every 100 steps from the first ones and at the end of fit, and a ModelCheckpoint at each
+#: validation, which also keeps the best by val/loss.
 DEFAULT_CALLBACKS = [
     {
         "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-        "init_args": {"monitor": "val/loss", "mode": "min", "save_last": True},
+        "init_args": {
+            "monitor": "val/loss",
+            "mode": "min",
+            "save_last": True,
+            "enable_version_counter": False,
+        },
+    },
+    {
+        "class_path": "cpc.checkpoint_io.PeriodicCheckpoint",
+        "init_args": {"every_n_train_steps": 100},
     },
     {
         "class_path": "lightning.pytorch.callbacks.LearningRateMonitor",
@@ -104,6 +128,7 @@ class CPCLightningCLI(LightningCLI):
                 "trainer.callbacks": DEFAULT_CALLBACKS,
                 "trainer.logger": {"class_path": "cpc.loggers.RunLogger"},
                 "trainer.log_every_n_steps": 10,  # short runs get curves too (Lightning: 50)
+                "trainer.plugins": [{"class_path": "cpc.checkpoint_io.AtomicCheckpointIO"}],
                 # the model's defaults spelled out, so --print_config shows every option
                 "model.encoder": {"class_path": "cpc.models.ResNetEncoder"},
                 "model.tasks": [{"class_path": "cpc.tasks.CPCTask"}],
@@ -117,23 +142,27 @@ class CPCLightningCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then check what would fail later (:func:`cpc.preflight.check_fit`), before
-        the checkpoint is read or anything is built or written."""
+        the checkpoint is read or anything is built or written, and a ``--ckpt_path`` against
+        the command before LightningCLI replaces the model section by the checkpoint's
+        (:func:`check_resume`)."""
         super().parse_arguments(parser, args)
         if subcommand := self.config.get("subcommand"):
             config = self.config[subcommand]
             check_fit(config.trainer, config.get("ckpt_path"))
+            if config.get("ckpt_path") and Path(config.ckpt_path).is_file():
+                check_resume(config, fit=subcommand == "fit")
 
     def before_instantiate_classes(self) -> None:
         """Drop default callbacks the trainer's switches rule out (no checkpointing: no
         ``ModelCheckpoint``; no logger: no ``LearningRateMonitor``), so those switches work."""
         trainer = self.config[str(self.subcommand)].trainer
-        unwanted = set()
+        unwanted: tuple[type, ...] = ()
         if trainer.enable_checkpointing is False:
-            unwanted.add("ModelCheckpoint")
+            unwanted += (Checkpoint,)  # ModelCheckpoint, PeriodicCheckpoint
         if trainer.logger is False:
-            unwanted.add("LearningRateMonitor")
+            unwanted += (LearningRateMonitor,)
         trainer.callbacks = [
-            c for c in trainer.callbacks or [] if c.class_path.rsplit(".")[-1] not in unwanted
+            c for c in trainer.callbacks or [] if not issubclass(_class(c.class_path), unwanted)
         ]
 
     def fit(self, model: CPCModule, **kwargs: Any) -> None:
@@ -145,6 +174,44 @@ class CPCLightningCLI(LightningCLI):
 
 def _root_or_cwd(root: str | None) -> str:
     return "." if root is None else root
+
+
+def _class(class_path: str) -> type:
+    """``"lightning.pytorch.callbacks.ModelCheckpoint"`` -> the class."""
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def check_resume(config: Any, fit: bool) -> None:
+    """Refuse in one line a checkpoint whose architecture differs from the config's model, or
+    (``fit``) one with nothing left to train; point the run's logger at the checkpoint's run
+    folder, so logs continue there."""
+    path = config.ckpt_path
+    checkpoint = read_checkpoint(path)
+    model = config.model.as_dict() if hasattr(config.model, "as_dict") else dict(config.model)
+    changes = architecture_changes(checkpoint.get("hyper_parameters") or {}, model)
+    if changes:
+        more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
+        raise ValueError(
+            f"--ckpt_path {path} has another architecture: {changes[0]}{more}; resume with the "
+            "checkpoint's model options, or train a new run without --ckpt_path"
+        )
+    if not fit:
+        return
+    trainer = config.trainer
+    why = nothing_left(checkpoint, trainer.max_steps, trainer.max_epochs)
+    if why:
+        raise ValueError(
+            f"nothing left to train from --ckpt_path {path}: {why}; raise it to train on"
+        )
+    logger = trainer.logger
+    if getattr(logger, "class_path", None) == "cpc.loggers.RunLogger":
+        args = logger.init_args
+        if args.get("version") is None:
+            save_dir = args.get("save_dir") or trainer.default_root_dir or "."
+            args.version = run_version(path, save_dir, args.get("name") or "lightning_logs")
+            if args.version is not None:  # its checkpoints/ is not empty: expected here
+                warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
 
 
 def cli_main(args: list[str] | None = None) -> LightningCLI:

@@ -4,13 +4,19 @@ Two separate loggers each pick the next free ``version_N`` on their own, so the 
 lands in the folder after the first's. :class:`RunLogger` is one logger (one version, chosen
 once, by TensorBoard) that also writes every logged value to ``metrics.csv`` in its folder, so
 curves are readable without TensorBoard (``cpc.viz`` and the notebook read the CSV).
+
+A resumed fit (``cpc fit --ckpt_path .../version_N/checkpoints/last.ckpt``) logs into the same
+``version_N`` (the CLI sets ``version``): ``metrics.csv`` keeps the rows logged before the
+resumed steps and continues after them, so curves are whole.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import warnings
 from argparse import Namespace
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -34,9 +40,12 @@ class RunLogger(TensorBoardLogger):
     ) -> None:
         super().__init__(save_dir, name=name, version=version)
         self.csv: CSVLogger | None = None  # made on first use, once TensorBoard's folder exists
+        self.previous_rows: list[dict[str, str]] = []  # metrics.csv of the run resumed here
 
     def _metrics_csv(self) -> CSVLogger:
         if self.csv is None:
+            path = Path(self.log_dir) / "metrics.csv"
+            self.previous_rows = _read_rows(path)  # a resumed run's; CSVLogger deletes the file
             self.csv = CSVLogger(self.log_dir, name="", version="")  # writes into log_dir itself
             with warnings.catch_warnings():  # the folder holds TensorBoard's files, not a CSV
                 warnings.filterwarnings("ignore", "Experiment logs directory .* is not empty")
@@ -46,7 +55,25 @@ class RunLogger(TensorBoardLogger):
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         super().log_metrics(metrics, step)
-        self._metrics_csv().log_metrics(metrics, step)
+        writer = self._metrics_csv()
+        if self.previous_rows and step is not None:
+            self._keep_rows_before(step)
+        writer.log_metrics(metrics, step)
+
+    def _keep_rows_before(self, step: int) -> None:
+        """Write back the previous rows logged before ``step`` (the first step logged now):
+        rows of steps a killed run logged after its checkpoint are logged again now."""
+        rows = [row for row in self.previous_rows if float(row.get("step") or 0) < step]
+        self.previous_rows = []
+        if not rows:
+            return
+        writer = self._metrics_csv().experiment
+        keys = sorted(set().union(*rows))
+        with open(writer.metrics_file_path, "w", newline="") as file:
+            out = csv.DictWriter(file, fieldnames=keys)
+            out.writeheader()
+            out.writerows(rows)
+        writer.metrics_keys = keys  # the writer appends, adding columns as they come
 
     @rank_zero_only
     def log_hyperparams(
@@ -65,3 +92,11 @@ class RunLogger(TensorBoardLogger):
         super().finalize(status)
         if self.csv is not None:
             self.csv.finalize(status)
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a ``metrics.csv`` (empty cells dropped); none when there is no file."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as file:
+        return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(file)]

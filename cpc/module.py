@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import warnings
 
 import lightning as L
@@ -19,6 +20,7 @@ from lightning.fabric.utilities.throughput import measure_flops
 from torch import nn
 
 from cpc.models.encoder import ResNetEncoder
+from cpc.random_state import TrainingRandomState
 from cpc.tasks.base import TaskFactory
 from cpc.tasks.cpc import CPCTask
 
@@ -33,7 +35,8 @@ class CPCModule(L.LightningModule):
             ``[CPCTask]``. Each keeps its own ``weight``; weight 0 skips it (and freezes its
             parameters, so that DDP does not wait for their gradients).
         lr, weight_decay, warmup_steps: AdamW with linear warmup then cosine decay to 0 over
-            the trainer's total steps.
+            the trainer's total steps (:class:`WarmupCosine`; a resumed run that was given more
+            steps re-plans the rest of the cosine from where it stood).
         compile: ``torch.compile`` each task (its forward includes the encoder's) in
             :meth:`configure_model`; the first steps pay the compilation (minutes on a CPU).
             Checkpoints keep the same keys either way.
@@ -118,12 +121,20 @@ class CPCModule(L.LightningModule):
         loss = metrics["train/loss"]
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"non-finite loss at step {self.global_step}; the last checkpoint is kept. "
+                f"non-finite loss at step {self.global_step}; {self._kept_checkpoint()}. "
                 "Lower model.lr, or use precision 32 or bf16-mixed instead of 16-mixed"
             )
         self.log("train/loss", metrics.pop("train/loss"), prog_bar=True)
         self.log_dict(metrics)
         return loss
+
+    def _kept_checkpoint(self) -> str:
+        """Which checkpoint a stopped run leaves (the newest ``last.ckpt`` written)."""
+        paths = [getattr(c, "last_model_path", "") for c in self.trainer.checkpoint_callbacks]
+        written = [path for path in paths if path and os.path.isfile(path)]
+        if not written:
+            return "no checkpoint was written before it"
+        return f"the last checkpoint is kept: {max(written, key=os.path.getmtime)}"
 
     def validation_step(self, batch, batch_idx):
         images, _ = batch
@@ -136,17 +147,49 @@ class CPCModule(L.LightningModule):
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
         total = max(1, self.trainer.estimated_stepping_batches)
-        warmup = min(self.hparams.warmup_steps, total // 2)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (
-                1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))
-            )
-
+        schedule = WarmupCosine(min(self.hparams.warmup_steps, total // 2), total)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Every fit carries the training's random state through checkpoints (exact resume)."""
+        return [TrainingRandomState()]
+
+    def on_train_start(self) -> None:
+        """A resumed run with more steps than the checkpoint planned (a raised ``max_steps`` or
+        ``max_epochs``) continues the restored schedule to the new end (see
+        :meth:`WarmupCosine.extend`)."""
+        scheduler = self.lr_schedulers()
+        total = max(1, self.trainer.estimated_stepping_batches)
+        if scheduler is not None and scheduler.lr_lambdas[0].total != total:
+            scheduler.lr_lambdas[0].extend(scheduler.last_epoch, total)
+
+
+class WarmupCosine:
+    """Learning-rate factor of step ``s``: linear warmup to 1 over ``warmup`` steps, then a
+    cosine from ``peak`` at step ``begin`` (``warmup`` and 1 at first) to 0 at ``total``.
+
+    An object, not a function: ``LambdaLR`` saves its attributes in checkpoints, so a resumed
+    run follows the schedule the run was started with.
+    """
+
+    def __init__(self, warmup: int, total: int) -> None:
+        self.warmup, self.total = warmup, total
+        self.begin, self.peak = warmup, 1.0
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = min(1.0, (step - self.begin) / max(1, self.total - self.begin))
+        return self.peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def extend(self, step: int, total: int) -> None:
+        """Re-plan the rest of the schedule from ``step`` to a new ``total``: the cosine
+        restarts from the current factor and decays to 0 at ``total`` (no jump in the rate;
+        during warmup only the end moves)."""
+        if step >= self.warmup:
+            self.begin, self.peak = step, self(step)
+        self.total = total
 
 
 def task_metrics(

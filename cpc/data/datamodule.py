@@ -9,6 +9,10 @@ Splits (the official test split is never used by ``train_dataloader``/``val_data
 - ``eval_dataloader(split)``: labelled ``"train"`` / ``"val"`` / ``"test"``, unshuffled, for
   kNN and the linear probe.
 
+The train order is a :class:`~cpc.data.sampler.ResumableRandomSampler` seeded by
+``seed_everything``; :meth:`state_dict` (saved in every checkpoint) holds its seed, epoch and
+position, so a run resumed mid-epoch sees exactly the images it had not yet trained on.
+
 Batches stay uint8 through the DataLoader (4x less to copy) and become float32 in [0, 1] in
 ``on_after_batch_transfer``, on the device. Augmentation and patches belong to the model.
 On one CUDA device the training images live on the GPU and batches are sliced there
@@ -18,6 +22,7 @@ On one CUDA device the training images live on the GPU and batches are sliced th
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -27,6 +32,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from cpc.data.datasets import TensorImageDataset
 from cpc.data.device_loader import DeviceLoader
+from cpc.data.sampler import ResumableRandomSampler
 
 Source = Literal["train", "test", "unlabeled"]
 EvalSplit = Literal["train", "val", "test"]
@@ -41,7 +47,8 @@ class ImageDataModule(L.LightningDataModule):
         val_size: images held out from the train split for validation.
         num_workers: DataLoader workers; None = 0 without CUDA (data is in memory), else
             ``min(8, cpu_count // 2)``.
-        seed: seed of the train/val split (not of shuffling, which follows ``seed_everything``).
+        seed: seed of the train/val split (not of shuffling, which follows ``seed_everything``:
+            ``torch.initial_seed()`` when the train loader is first made).
         device_data: keep the training images on the training device and slice batches there
             (:class:`~cpc.data.device_loader.DeviceLoader`: no workers, no host copies); None
             (default) does so on a single CUDA device.
@@ -71,6 +78,7 @@ class ImageDataModule(L.LightningDataModule):
         self.seed = seed
         self.device_data = device_data
         self._sources: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._shuffle: dict[str, int] = {}  # a checkpoint's {"seed", "epoch", "start"} to resume
 
     @staticmethod
     def from_config(data: str | Mapping[str, Any]) -> ImageDataModule:
@@ -166,17 +174,21 @@ class ImageDataModule(L.LightningDataModule):
             self._source(source)
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        """A train loader shuffles with a resumable sampler; no loader draws from the global
+        random state (its own ``generator``), so the training's random draws are the same
+        whether or not validation or a resume created loaders in between."""
         workers = self.num_workers
         if workers is None:
             workers = min(8, (os.cpu_count() or 2) // 2) if torch.cuda.is_available() else 0
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
+            sampler=self._train_sampler(dataset, batch_size) if train else None,
             drop_last=train,
             num_workers=workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(0),  # seeds workers' base seed only
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -189,17 +201,24 @@ class ImageDataModule(L.LightningDataModule):
         if self._data_on_device(dataset):
             images, labels = _tensors(dataset)
             device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-            generator = torch.Generator(device).manual_seed(torch.initial_seed())
             return DeviceLoader(
                 images,
                 labels,
                 self.batch_size,
                 drop_last=True,
-                shuffle=True,
+                sampler=self._train_sampler(dataset, self.batch_size),
                 device=device,
-                generator=generator,
             )
         return self._loader(dataset, self.batch_size, train=True)
+
+    def _train_sampler(self, dataset: Dataset, batch_size: int) -> ResumableRandomSampler:
+        """The train order: seeded by ``seed_everything``, or where a checkpoint left it."""
+        seed = self._shuffle.get("seed", torch.initial_seed())
+        sampler = ResumableRandomSampler(len(dataset), seed)
+        sampler.epoch = self._shuffle.get("epoch", 0)
+        sampler.start = self._shuffle.get("start", 0) * batch_size
+        self._shuffle = {}
+        return sampler
 
     def _data_on_device(self, dataset: Dataset) -> bool:
         """``device_data``, or by default: training on one CUDA device, the images taking at
@@ -214,6 +233,28 @@ class ImageDataModule(L.LightningDataModule):
             return False
         image_bytes = len(dataset) * self.num_channels * self.image_size[0] * self.image_size[1]
         return image_bytes <= torch.cuda.get_device_properties(device).total_memory / 4
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands in the shuffled order: ``{"seed", "epoch", "start"}`` with
+        ``start`` the batches of ``epoch`` already trained (Lightning's progress counters at
+        the time of saving, not the loader's, which prefetches ahead)."""
+        sampler = getattr(self.trainer.train_dataloader, "sampler", None) if self.trainer else None
+        if not isinstance(sampler, ResumableRandomSampler):
+            return {}
+        loop = self.trainer.fit_loop
+        epoch, start = loop.epoch_progress.current.processed, 0
+        if epoch < loop.epoch_progress.current.started:  # inside epoch `epoch`
+            start = loop.epoch_loop.batch_progress.current.processed
+            if start >= self.trainer.num_training_batches:  # its last batch: the next epoch
+                epoch, start = epoch + 1, 0
+        return {"seed": sampler.seed, "epoch": epoch, "start": start}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Resume the shuffled order at a checkpoint's :meth:`state_dict` (Lightning calls this
+        before it makes the train loader)."""
+        self._shuffle = dict(state_dict)
+        if state_dict:  # Lightning cannot see that the order resumes here: its warning is wrong
+            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before")
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("val"), self.batch_size, train=False)

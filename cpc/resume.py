@@ -1,0 +1,109 @@
+"""Checks of ``cpc fit --ckpt_path``, before anything is built: what the checkpoint holds
+against what the command asks for.
+
+- :func:`architecture_changes`: the model options (encoder, tasks) that differ from the run's;
+  a changed architecture cannot load the weights, so resuming refuses it in one line (the
+  optimizer's ``lr`` or ``weight_decay`` may change).
+- :func:`nothing_left`: a finished run resumed without more ``max_steps``/``max_epochs``
+  trains nothing: say so instead of exiting 0.
+- :func:`run_version`: a checkpoint inside ``<save_dir>/<name>/version_N/checkpoints/`` resumes
+  its logs in ``version_N`` (curves whole), not in a new folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: model options that make the architecture (weights of another shape or meaning)
+ARCHITECTURE = ("encoder", "tasks")
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint at ``path`` (weights-only unpickling, as LightningCLI reads it), or a
+    one-line ValueError when it is not a readable checkpoint."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 (any unpickling error means "not a checkpoint")
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"--ckpt_path {path} is not a readable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or "global_step" not in checkpoint:
+        raise ValueError(f"--ckpt_path {path} is not a checkpoint of cpc fit (no global_step)")
+    return checkpoint
+
+
+def architecture_changes(saved: dict[str, Any], model: dict[str, Any]) -> list[str]:
+    """``["model.encoder.init_args.width: 32 in the checkpoint, 64 now", ...]``: the options
+    under :data:`ARCHITECTURE` where the checkpoint's hyperparameters ``saved`` and the
+    command's ``model`` section differ (none when the checkpoint holds no model config)."""
+    changes = []
+    for key in ARCHITECTURE:
+        if not _is_config(saved.get(key)):
+            continue
+        old = _flatten(saved.get(key), f"model.{key}")
+        new = _flatten(model.get(key), f"model.{key}")
+        for name in sorted(old.keys() | new.keys()):
+            if old.get(name) != new.get(name):
+                changes.append(f"{name}: {old.get(name)} in the checkpoint, {new.get(name)} now")
+    return changes
+
+
+def nothing_left(checkpoint: dict[str, Any], max_steps: int | None, max_epochs: int | None) -> str:
+    """Why the trainer's limits leave nothing to train after ``checkpoint`` ("" if they don't).
+
+    ``max_steps`` -1/None and ``max_epochs`` -1 mean no limit; with neither limit Lightning
+    trains 1000 epochs. Finished epochs come from the data module's saved position (a run
+    stopped by ``max_steps`` counts its epoch as finished, as Lightning does).
+    """
+    step = checkpoint["global_step"]
+    epochs = finished_epochs(checkpoint)
+    if max_steps is not None and max_steps >= 0 and step >= max_steps:
+        return f"it is at step {step} and trainer.max_steps is {max_steps}"
+    if max_epochs is None and (max_steps is None or max_steps < 0):
+        max_epochs = 1000
+    if max_epochs is not None and max_epochs >= 0 and epochs >= max_epochs:
+        return f"it finished {epochs} epoch(s) (step {step}) and trainer.max_epochs is {max_epochs}"
+    return ""
+
+
+def finished_epochs(checkpoint: dict[str, Any]) -> int:
+    """Epochs the run finished: from the data module's state (``{"epoch", "start"}``, the next
+    position in the data) when there is one, else Lightning's epoch counter."""
+    for value in checkpoint.values():
+        if isinstance(value, dict) and {"seed", "epoch", "start"} <= value.keys():
+            return value["epoch"]
+    return checkpoint.get("epoch", 0)
+
+
+def run_version(ckpt_path: str | os.PathLike, save_dir: str | os.PathLike, name: str) -> str | None:
+    """``"version_N"`` when ``ckpt_path`` is ``<save_dir>/<name>/version_N/checkpoints/*.ckpt``
+    (a run of this logger's folder), else None (a new version is made)."""
+    ckpt = Path(ckpt_path).resolve()
+    run = ckpt.parent.parent
+    if ckpt.parent.name == "checkpoints" and run.parent == (Path(save_dir) / name).resolve():
+        return run.name
+    return None
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c": [2]}`` -> ``{"p.a.b": 1, "p.c.0": 2}`` (tuples as lists)."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple) and any(isinstance(v, dict | list | tuple) for v in value):
+        items = enumerate(value)
+    else:
+        return {prefix: list(value) if isinstance(value, tuple) else value}
+    flat: dict[str, Any] = {}
+    for key, item in items:
+        flat.update(_flatten(item, f"{prefix}.{key}"))
+    return flat
+
+
+def _is_config(value: Any) -> bool:
+    """A config (class_path dicts, lists of them), not missing or a live object's placeholder."""
+    if isinstance(value, list):
+        return all(_is_config(item) for item in value)
+    return isinstance(value, dict)

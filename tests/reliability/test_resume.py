@@ -1,0 +1,82 @@
+"""Resuming with --ckpt_path: extend a finished run, refuse what cannot resume, logs whole."""
+
+import csv
+import math
+import sys
+
+import pytest
+import torch
+from helpers import fit_args
+
+from cpc.cli import cli_main, main
+from cpc.module import WarmupCosine
+
+
+def old_schedule(step: int, warmup: int, total: int) -> float:
+    """The schedule before WarmupCosine: linear warmup, cosine to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def test_schedule_is_bit_identical_until_extended_then_continues_without_a_jump():
+    schedule = WarmupCosine(warmup=10, total=100)
+    assert all(schedule(s) == old_schedule(s, 10, 100) for s in range(120))
+    before = schedule(60)
+    schedule.extend(60, total=200)
+    assert schedule(60) == before and schedule(200) == 0.0
+    assert all(schedule(s) > schedule(s + 1) for s in range(60, 199))  # still decaying
+    during_warmup = WarmupCosine(warmup=10, total=100)
+    during_warmup.extend(5, total=200)
+    assert during_warmup(5) == 0.6 and during_warmup(10) == 1.0 and during_warmup(200) == 0.0
+
+
+def last_ckpt(out):
+    (path,) = out.rglob("last.ckpt")
+    return path
+
+
+def run(tiny_folder, out, *extra):
+    return fit_args(
+        tiny_folder, out, "--trainer.max_epochs=-1", "--trainer.log_every_n_steps=1", *extra
+    )
+
+
+def test_finished_run_extends_with_more_steps_in_the_same_folder(tiny_folder, tmp_path):
+    out = tmp_path / "run"
+    cli_main(run(tiny_folder, out, "--trainer.max_steps=3"))
+    ckpt = last_ckpt(out)
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 3
+    resumed = cli_main(run(tiny_folder, out, "--trainer.max_steps=5", f"--ckpt_path={ckpt}"))
+    assert resumed.trainer.global_step == 5 and last_ckpt(out) == ckpt
+    assert [p.name for p in (out / "lightning_logs").iterdir()] == ["version_0"]
+    schedule = resumed.trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
+    assert (schedule.total, schedule.begin) == (5, 3)  # re-planned from step 3 to step 5
+    assert schedule(3) == old_schedule(3, 1, 3)  # warmup = min(100, total // 2) = 1
+    with open(out / "lightning_logs" / "version_0" / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    train_steps = sorted({int(r["step"]) for r in rows if r.get("train/loss")})
+    assert train_steps == [0, 1, 2, 3, 4]  # both runs' steps, each once (log_every_n_steps=1)
+
+
+def test_nothing_left_to_train_is_one_line_and_makes_no_folder(tiny_folder, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    cli_main(fit_args(tiny_folder, out))  # one epoch, 2 steps
+    ckpt = last_ckpt(out)
+    monkeypatch.setattr(sys, "argv", ["cpc", *fit_args(tiny_folder, out, f"--ckpt_path={ckpt}")])
+    with pytest.raises(SystemExit) as info:
+        main()
+    message = str(info.value.code)
+    assert message.startswith("cpc: error: nothing left to train") and "\n" not in message
+    assert "trainer.max_epochs is 1" in message
+    assert [p.name for p in (out / "lightning_logs").iterdir()] == ["version_0"]
+
+
+def test_changed_architecture_is_refused_naming_the_option(tiny_folder, tmp_path):
+    out = tmp_path / "run"
+    cli_main(fit_args(tiny_folder, out))
+    args = fit_args(tiny_folder, out, "--trainer.max_epochs=2", f"--ckpt_path={last_ckpt(out)}")
+    with pytest.raises(
+        ValueError, match=r"model\.encoder\.init_args\.width: 8 in the checkpoint, 16"
+    ):
+        cli_main([*args, "--model.encoder.width=16"])
