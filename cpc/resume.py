@@ -1,7 +1,8 @@
 """Checks of ``cpc fit --ckpt_path``, before anything is built: what the checkpoint holds
 against what the command asks for.
 
-- :func:`architecture_changes`: the model options (encoder, tasks) that differ from the run's;
+- :func:`architecture_changes`: the model options (encoder, tasks) that differ from the run's
+  (options only one side knows, from another version of the code, are not compared);
   a changed architecture cannot load the weights, so resuming refuses it in one line (the
   optimizer's ``lr`` or ``weight_decay`` may change).
 - :func:`nothing_left`: a finished run resumed without more ``max_steps``/``max_epochs``
@@ -12,6 +13,7 @@ against what the command asks for.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -46,8 +48,13 @@ def architecture_changes(saved: dict[str, Any], model: dict[str, Any]) -> list[s
         old = _flatten(saved.get(key), f"model.{key}")
         new = _flatten(model.get(key), f"model.{key}")
         for name in sorted(old.keys() | new.keys()):
-            if old.get(name) != new.get(name):
-                changes.append(f"{name}: {old.get(name)} in the checkpoint, {new.get(name)} now")
+            before, now = old.get(name), new.get(name)
+            if name.endswith("class_path"):  # the same class may be named by two paths
+                before, now = _qualified(before), _qualified(now)
+            elif name not in old or name not in new:
+                continue  # an option added or removed by another version of the code
+            if before != now:
+                changes.append(f"{name}: {before} in the checkpoint, {now} now")
     return changes
 
 
@@ -100,6 +107,19 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
     for key, item in items:
         flat.update(_flatten(item, f"{prefix}.{key}"))
     return flat
+
+
+def _qualified(class_path: str | None) -> str | None:
+    """``"cpc.models.ResNetEncoder"`` -> ``"cpc.models.encoder.ResNetEncoder"`` (where the class
+    is defined); unchanged when it cannot be imported."""
+    if class_path is None:
+        return None
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return class_path
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _is_config(value: Any) -> bool:

@@ -16,7 +16,7 @@ from helpers import fit_args
 from cpc.cli import cli_main
 
 ROOT = Path(__file__).parents[2]
-MAX_STEPS = 7  # 18 train images in batches of 8: 2 steps an epoch, the last one cut short
+MAX_STEPS = 7  # 18 train images in batches of 8: 2 steps an epoch (odd steps end inside one)
 
 #: last.ckpt after every step (PeriodicCheckpoint) and at each validation (the default pair)
 CALLBACKS = [
@@ -68,16 +68,19 @@ def kill_after_step(command: list[str], last: Path, step: int) -> int:
     return torch.load(last, weights_only=True)["global_step"]
 
 
-def test_killed_at_a_random_step_and_resumed_is_bit_identical(tiny_folder, tmp_path):
+def test_killed_at_random_steps_and_resumed_is_bit_identical(tiny_folder, tmp_path):
     whole = cli_main(args(tiny_folder, tmp_path / "whole"))
     assert whole.trainer.global_step == MAX_STEPS
 
-    step = random.randint(1, MAX_STEPS - 1)
+    # a kill inside an epoch (data position restored), then one at an epoch's end
+    inside = random.choice(range(1, MAX_STEPS - 2, 2))
+    at_end = random.choice(range(inside + 1, MAX_STEPS, 2))
     out = tmp_path / "killed"
     last = out / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     command = [sys.executable, "-m", "cpc.cli", *args(tiny_folder, out, slow=True)]
-    killed_at = kill_after_step(command, last, step)
-    assert step <= killed_at < MAX_STEPS
+    killed = [kill_after_step(command, last, inside)]
+    killed.append(kill_after_step([*command, f"--ckpt_path={last}"], last, at_end))
+    assert inside <= killed[0] < killed[1] < MAX_STEPS
 
     resumed = cli_main(args(tiny_folder, out, f"--ckpt_path={last}"))
     assert resumed.trainer.global_step == MAX_STEPS
@@ -85,4 +88,4 @@ def test_killed_at_a_random_step_and_resumed_is_bit_identical(tiny_folder, tmp_p
     expected, got = whole.model.state_dict(), resumed.model.state_dict()
     assert expected.keys() == got.keys()
     differ = [name for name in expected if not torch.equal(expected[name], got[name])]
-    assert not differ, f"killed after step {killed_at}: {len(differ)} tensors differ: {differ}"
+    assert not differ, f"killed after steps {killed}: {len(differ)} tensors differ: {differ}"

@@ -10,6 +10,7 @@ from helpers import fit_args
 
 from cpc.cli import cli_main, main
 from cpc.module import WarmupCosine
+from cpc.resume import architecture_changes
 
 
 def old_schedule(step: int, warmup: int, total: int) -> float:
@@ -80,3 +81,25 @@ def test_changed_architecture_is_refused_naming_the_option(tiny_folder, tmp_path
         ValueError, match=r"model\.encoder\.init_args\.width: 8 in the checkpoint, 16"
     ):
         cli_main([*args, "--model.encoder.width=16"])
+
+
+def test_architecture_changes_names_options_and_resolves_class_paths():
+    saved = {
+        "encoder": {"class_path": "cpc.models.encoder.ResNetEncoder", "init_args": {"width": 32}},
+        "tasks": [{"class_path": "cpc.tasks.CPCTask", "init_args": {"steps": [2, 3]}}],
+        "lr": 0.1,
+    }
+    same = {
+        "encoder": {"class_path": "cpc.models.ResNetEncoder", "init_args": {"width": 32, "new": 1}},
+        "tasks": [{"class_path": "cpc.tasks.cpc.CPCTask", "init_args": {"steps": (2, 3)}}],
+        "lr": 0.5,  # the optimizer may change
+    }
+    assert architecture_changes(saved, same) == []
+    wider = {**same, "encoder": {**same["encoder"], "init_args": {"width": 64}}}
+    assert architecture_changes(saved, wider) == [
+        "model.encoder.init_args.width: 32 in the checkpoint, 64 now"
+    ]
+    two_tasks = {**same, "tasks": [*same["tasks"], {"class_path": "cpc.tasks.RotationTask"}]}
+    assert architecture_changes(saved, two_tasks) == [
+        "model.tasks.1.class_path: None in the checkpoint, cpc.tasks.rotation.RotationTask now"
+    ]
