@@ -130,7 +130,11 @@ class CPCModule(L.LightningModule):
 
     def _kept_checkpoint(self) -> str:
         """Which checkpoint a stopped run leaves (the newest ``last.ckpt`` written)."""
-        paths = [getattr(c, "last_model_path", "") for c in self.trainer.checkpoint_callbacks]
+        try:
+            callbacks = self.trainer.checkpoint_callbacks
+        except RuntimeError:  # no Trainer: a step called by hand
+            callbacks = []
+        paths = [getattr(c, "last_model_path", "") for c in callbacks]
         written = [path for path in paths if path and os.path.isfile(path)]
         if not written:
             return "no checkpoint was written before it"
