@@ -60,7 +60,17 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
 
 class CheckpointWriteError(OSError):
-    """A checkpoint could not be written; the previous one at that path is intact."""
+    """A checkpoint could not be written; the previous one at that path is intact.
+
+    Keeps the failed write's ``errno`` and ``strerror`` (``cpc``'s one-line error names a full
+    or read-only disk from them) and the checkpoint's path as ``filename``.
+    """
+
+    def __str__(self) -> str:
+        return (
+            f"could not write checkpoint {self.filename} ({self.strerror}); the previous one "
+            "there is kept: free space or choose another trainer.default_root_dir"
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -92,10 +102,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.remove(tmp)
             if isinstance(err, OSError):
                 reason = err.strerror or str(err)
-                raise CheckpointWriteError(
-                    f"could not write checkpoint {path} ({reason}); the previous one there is "
-                    "kept: free space or choose another trainer.default_root_dir"
-                ) from err
+                raise CheckpointWriteError(err.errno, reason, err.filename or str(path)) from err
             raise
         _fsync_folder(path.parent)
         for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
