@@ -37,8 +37,8 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
     Args:
         dirpath: folder of ``last.ckpt``; default: the logger's ``checkpoints/``.
-        every_n_train_steps: steps between saves (default 100: about 15 s of work on a
-            2-core CPU with ``configs/fashion_mnist.yaml``).
+        every_n_train_steps: steps between saves (default 100, about a fifth of an epoch of
+            ``configs/fashion_mnist.yaml``).
     """
 
     def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 100) -> None:
