@@ -20,6 +20,11 @@ grid by default) and the **compact** one, what ``encoder(images)`` returns. The 
 encoder and raw pixels are the baselines. The table shows mean ± std over seeds of the test
 top-1 and, in the last columns, the validation top-1 that every choice was made on.
 
+``--from-checkpoints DIR`` re-evaluates earlier pretraining runs instead of training again:
+each config's encoder, as the config now builds it (e.g. a new ``compact_dim``), gets the weights
+of ``DIR/<method>/seed<k>/**/last.ckpt`` and its compact projection is fitted as ``cpc fit``
+does at the end of training; steps and seconds are those of ``DIR/<method>/seed<k>.json``.
+
 Every (method, seed) writes ``<out>/<method>/seed<k>.json`` when it finishes and is skipped
 when that file exists, so an interrupted benchmark resumes, and runs can be split over
 processes (e.g. one per core: ``taskset -c 0 ... --seeds 0`` and ``taskset -c 1 ... --seeds 1``).
@@ -43,7 +48,7 @@ from torch import nn
 
 from cpc.cli import cli_main
 from cpc.data import FashionMNISTDataModule
-from cpc.eval.features import pool_grid
+from cpc.eval.features import compact_fit_features, pool_grid
 from cpc.eval.protocol import EvalProtocol
 from cpc.eval.report import evaluate, write_report
 from cpc.models.augment import ImageAugment
@@ -201,6 +206,25 @@ def supervised(
     return report
 
 
+def reevaluate(config: str, run_dir: Path, protocol: EvalProtocol, baselines: bool) -> dict:
+    """Evaluate the ``last.ckpt`` under ``run_dir`` with the encoder ``config`` builds now."""
+    ckpt = next(run_dir.rglob("last.ckpt"))
+    encoder = config_encoder(config)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    weights = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    if unexpected or any(not k.startswith("compact_projection.") for k in missing):
+        raise ValueError(f"{ckpt} does not fit {config}: missing {missing}, extra {unexpected}")
+    data = FashionMNISTDataModule(root="data", **config_section(config, "data"))
+    encoder.fit_compact(compact_fit_features(encoder, data))  # as at the end of `cpc fit`
+    report = evaluate(encoder, data, protocol, baselines=baselines, progress=False)
+    trained = json.loads(run_dir.with_suffix(".json").read_text())["meta"]
+    report["meta"].update(
+        train_seconds=trained["train_seconds"], steps=trained["steps"], checkpoint=str(ckpt)
+    )
+    return report
+
+
 def run(method: str, seed: int, args: argparse.Namespace, protocol: EvalProtocol) -> dict:
     if method == "supervised_same_encoder":
         encoder = config_encoder(args.configs[0])
@@ -212,14 +236,25 @@ def run(method: str, seed: int, args: argparse.Namespace, protocol: EvalProtocol
         return supervised(cnn, cnn.num_features, "mean", args.minutes, protocol, seed)
     config = next(c for c in args.configs if Path(c).stem == method)
     # the baselines do not depend on the pretraining seed: computed with one seed only
+    baselines = seed == args.baselines_seed
+    if args.from_checkpoints:
+        run_dir = args.from_checkpoints / method / f"seed{seed}"
+        return reevaluate(config, run_dir, protocol, baselines)
     out = args.out / method / f"seed{seed}"
-    return pretrain(config, args.minutes, out, protocol, seed, seed == args.baselines_seed)
+    return pretrain(config, args.minutes, out, protocol, seed, baselines)
+
+
+def config_section(config: str, *keys: str) -> dict:
+    """The ``init_args`` under ``keys`` of a config file (``"model", "encoder"``), or ``{}``."""
+    section = yaml.safe_load(Path(config).read_text()) or {}
+    for key in keys:
+        section = section.get(key) or {}
+    return section.get("init_args", {})
 
 
 def config_encoder(config: str) -> ResNetEncoder:
     """The ``ResNetEncoder`` a config builds (its ``model.encoder.init_args``), at random init."""
-    section = (yaml.safe_load(Path(config).read_text()).get("model") or {}).get("encoder") or {}
-    return ResNetEncoder(**section.get("init_args", {}))
+    return ResNetEncoder(**config_section(config, "model", "encoder"))
 
 
 def summarize(out: Path) -> str:
@@ -280,6 +315,9 @@ def main() -> None:
     parser.add_argument("--baselines-seed", type=int, default=0, help="seed run with baselines")
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     parser.add_argument("--table", action="store_true", help="only print the table")
+    parser.add_argument(
+        "--from-checkpoints", type=Path, default=None, help="re-evaluate the runs of this --out"
+    )
     args = parser.parse_args()
 
     protocol = EvalProtocol(pooling=args.pooling, knn_pca=args.knn_pca)

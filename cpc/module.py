@@ -128,6 +128,25 @@ class CPCModule(L.LightningModule):
         self.log_dict(metrics)
         return loss
 
+    def on_train_end(self) -> None:
+        """Fit the encoder's compact projection (``compact_dim``), if it has one, on the final
+        encoder's pooled grids of training images (rank 0's fit, broadcast to every rank;
+        :func:`cpc.eval.features.compact_fit_features`), and write it into the ``last``
+        checkpoints, which were saved before it existed. ``encoder(images)`` of ``last.ckpt``
+        is then the compact feature; other checkpoints (weights it was not fitted on) leave it
+        unfitted."""
+        if getattr(self.encoder, "compact_projection", None) is None or self.trainer.fast_dev_run:
+            return
+        from cpc.eval.features import compact_fit_features  # the eval package loads lazily
+
+        if self.trainer.is_global_zero:
+            self.encoder.fit_compact(compact_fit_features(self.encoder, self.trainer.datamodule))
+        projection = self.encoder.compact_projection
+        projection.load_state_dict(self.trainer.strategy.broadcast(projection.state_dict()))
+        for path in dict.fromkeys(c.last_model_path for c in self.trainer.checkpoint_callbacks):
+            if path:
+                self.trainer.save_checkpoint(path)
+
     def _kept_checkpoint(self) -> str:
         """Which checkpoint a stopped run leaves (the newest ``last.ckpt`` written)."""
         try:

@@ -60,3 +60,21 @@ def test_cpc_touches_no_private_lightning_api():
     for pattern in (r"def _instantiate_trainer", r"\._hparams", r"currentframe", r"_share_version"):
         offenders = [str(p) for p, text in sources.items() if re.search(pattern, text)]
         assert not offenders, f"{pattern} in {offenders}"
+
+
+def test_fit_ends_by_fitting_the_compact_projection_into_last_ckpt(tiny_folder, tmp_path):
+    """compact_dim: last.ckpt's encoder(images) is the whitened pooled grid of the train split;
+    the best-by-val/loss checkpoint (weights it was not fitted on) leaves it unfitted."""
+    compact = ["--model.encoder.compact_dim=5", "--model.encoder.pool_size=2"]
+    cli = cli_main(fit_args(tiny_folder, tmp_path / "run", *compact))
+    last = next((tmp_path / "run").rglob("last.ckpt"))
+    encoder = cpc.load_encoder(last)
+    assert encoder.compact_projection.fitted
+    dm = cli.datamodule
+    train = torch.cat([x for x, _ in dm.eval_dataloader("train")]).float() / 255
+    with torch.no_grad():
+        out = encoder(train)  # (18, 5)
+    assert out.shape == (len(train), 5)
+    torch.testing.assert_close(torch.cov(out.T), torch.eye(5), atol=1e-3, rtol=0)
+    best = [p for p in last.parent.glob("*.ckpt") if p.name != "last.ckpt"]
+    assert best and not cpc.load_encoder(best[0]).compact_projection.fitted

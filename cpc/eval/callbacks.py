@@ -20,9 +20,9 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
-from cpc.eval.features import extract_features
+from cpc.eval.features import extract_features, subset_loader
 from cpc.eval.knn import knn_accuracy
 from cpc.eval.protocol import EvalProtocol
 from cpc.eval.report import check_eval_data, evaluate, format_report, write_report
@@ -113,16 +113,7 @@ class OnlineKNN(L.Callback):
     def _bank(self, datamodule: Any) -> DataLoader:
         """Loader over a seeded subset of the eval "train" split, built once per data module."""
         if self._bank_loader is None or self._bank_loader[0] is not datamodule:
-            full = datamodule.eval_dataloader("train")
-            n = len(full.dataset)
-            generator = torch.Generator().manual_seed(self.seed)
-            keep = torch.randperm(n, generator=generator)[: self.bank_size].sort().values
-            loader = DataLoader(
-                Subset(full.dataset, keep.tolist()),
-                batch_size=full.batch_size,
-                num_workers=full.num_workers,
-                pin_memory=full.pin_memory,
-            )
+            loader = subset_loader(datamodule.eval_dataloader("train"), self.bank_size, self.seed)
             self._bank_loader = (datamodule, loader)
         return self._bank_loader[1]
 

@@ -185,7 +185,31 @@ def extract_splits(
             memmap=protocol.memmap,
             desc=f"features {split}: {names}",
         )
+    if protocol.compact:  # encoder(images): each model's pooled grid through its projection
+        for name, model in encoders.items():
+            pooled = {split: features[split][f"{name}_compact"] for split in features}
+            for split, projected in project_compact(model, pooled).items():
+                features[split][f"{name}_compact"] = projected
     return features, labels
+
+
+def project_compact(
+    encoder: nn.Module, pooled: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``encoder.compact`` of pooled grids ``{split: (N, F)}``: what ``encoder(images)`` gives.
+
+    An encoder whose compact projection is not fitted yet (a random-init copy, a checkpoint
+    other than ``last.ckpt``) gets it fitted first on the ``"train"`` split's pooled grids,
+    without labels, as ``cpc fit`` does at the end of training.
+    """
+    projection = getattr(encoder, "compact_projection", None)
+    if projection is None:
+        return dict(pooled)
+    if not projection.fitted:
+        encoder.fit_compact(pooled["train"])
+    device = projection.basis.device
+    with torch.no_grad():
+        return {split: encoder.compact(f.to(device)).cpu() for split, f in pooled.items()}
 
 
 def score_models(

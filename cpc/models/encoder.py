@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from cpc.models.patches import extract_patches
+from cpc.models.projection import WhitenedPCA
 
 Norm = Literal["group", "layer", "batch"]
 
@@ -70,6 +71,10 @@ class ResNetEncoder(nn.Module):
             ``D * pool_size**2`` values. 1 (default) is the mean over the grid, the papers'
             protocol, blind to where a code occurs; 2 keeps which quadrant holds which code,
             which matters on centred, aligned images such as Fashion-MNIST.
+        compact_dim: 0 (default): the compact feature is the pooled grid. Otherwise it is
+            the pooled grid's PCA whitening to ``compact_dim`` values
+            (:class:`cpc.models.projection.WhitenedPCA`), fitted on the training images at
+            the end of ``cpc fit`` (or by :meth:`fit_compact`) and saved with the weights.
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class ResNetEncoder(nn.Module):
         gradient_checkpointing: bool = False,
         channels_last: bool = False,
         pool_size: int = 1,
+        compact_dim: int = 0,
     ) -> None:
         super().__init__()
         if pool_size < 1:
@@ -106,7 +112,8 @@ class ResNetEncoder(nn.Module):
                 cin = cout
         self.blocks = nn.ModuleList(blocks)
         self.num_features = cin  # D, channels of the latent grid
-        self.compact_features = cin * pool_size**2  # size of forward's output
+        self.compact_features = compact_dim or cin * pool_size**2  # size of forward's output
+        self.compact_projection = WhitenedPCA(compact_dim) if compact_dim > 0 else None
         self.to(memory_format=self.memory_format)
 
     def patchify(self, images: torch.Tensor) -> torch.Tensor:
@@ -139,10 +146,25 @@ class ResNetEncoder(nn.Module):
         return self.encode_grid(self.patchify(images))
 
     def pool(self, grid: torch.Tensor) -> torch.Tensor:
-        """Latent grid ``(B, D, Gh, Gw)`` -> compact feature ``(B, D * pool_size**2)``."""
+        """Latent grid ``(B, D, Gh, Gw)`` -> averaged to ``pool_size x pool_size`` cells and
+        flattened, ``(B, D * pool_size**2)``: the compact feature before its projection."""
         return F.adaptive_avg_pool2d(grid, self.pool_size).flatten(1)  # (B, D, s, s) -> (B, D*s*s)
+
+    def compact(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled grid ``(B, D * pool_size**2)`` -> compact feature ``(B, compact_features)``:
+        its PCA whitening when ``compact_dim`` is set, else itself."""
+        if self.compact_projection is None:
+            return pooled
+        return self.compact_projection(pooled)
+
+    def fit_compact(self, pooled: torch.Tensor) -> None:
+        """Fit the compact projection on pooled grids ``(N, D * pool_size**2)`` of training
+        images (no labels); nothing to fit without ``compact_dim``."""
+        if self.compact_projection is not None:
+            self.compact_projection.fit(pooled)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``(B, C, H, W)`` -> the compact feature ``(B, compact_features)``: the
-        latent grid averaged to ``pool_size x pool_size`` cells (the mean for 1)."""
-        return self.pool(self.forward_features(images))
+        latent grid averaged to ``pool_size x pool_size`` cells (the mean for 1), then
+        PCA-whitened when ``compact_dim`` is set."""
+        return self.compact(self.pool(self.forward_features(images)))

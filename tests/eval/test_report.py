@@ -205,3 +205,28 @@ def test_memmapped_features_and_an_approximate_index_leave_the_report_unchanged(
     for name in ("encoder", "encoder_compact"):
         assert other[name]["knn"] == default[name]["knn"]
         assert other[name]["linear"]["top1"] == pytest.approx(default[name]["linear"]["top1"])
+
+
+def test_an_unfitted_compact_projection_is_fitted_on_train_and_scored_as_encoder_of_images(
+    encoder,
+):
+    """compact_dim: the report fits the projection on the train split (each model its own: the
+    random-init copy is refitted), then scores what encoder(images) returns."""
+    dm = Stripes()
+    projected = ResNetEncoder(in_channels=1, width=8, pool_size=2, compact_dim=6)
+    projected.load_state_dict(encoder.state_dict(), strict=False)  # no projection in `encoder`
+    report = evaluate_encoder(projected, dm, k=5, probe_kwargs=PROBE, progress=False)
+    assert projected.compact_projection.fitted
+    assert report["meta"]["compact_dim"] == 6
+    feats, labels = {}, {}
+    for split in ("train", "val", "test"):
+        with torch.no_grad():
+            batches = [(projected(x.float() / 255), y) for x, y in dm.eval_dataloader(split)]
+        feats[split] = torch.cat([f for f, _ in batches])
+        labels[split] = torch.cat([y for _, y in batches])
+    torch.testing.assert_close(torch.cov(feats["train"].T), torch.eye(6), atol=1e-3, rtol=0)
+    by_hand = score_features(
+        feats, labels, "test", dm.num_classes, EvalProtocol(k=5), {"seed": 0, **PROBE}
+    )
+    assert report["encoder_compact"]["knn"] == by_hand["knn"]
+    assert "random_init_compact" in report
