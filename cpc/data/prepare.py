@@ -16,6 +16,7 @@ Order, stopping at the first that works:
 Command line::
 
     python -m cpc.data.prepare fashion_mnist --root data
+    python -m cpc.data.prepare stream --src FOLDER --out DIR   # litdata chunks, see stream_prepare
 """
 
 from __future__ import annotations
@@ -166,9 +167,17 @@ def prepare(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cpc.data.prepare NAME [--root data] [--no-apt] [--no-download]``."""
+    """``python -m cpc.data.prepare NAME [--root data] [--no-apt] [--no-download]``, or
+    ``python -m cpc.data.prepare stream ...`` (:func:`cpc.data.stream_prepare.main`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["stream"]:
+        from cpc.data.stream_prepare import main as stream_main
+
+        return stream_main(argv[1:])
     parser = argparse.ArgumentParser(
-        prog="python -m cpc.data.prepare", description="Put a dataset's files under --root."
+        prog="python -m cpc.data.prepare",
+        description="Put a dataset's files under --root. `python -m cpc.data.prepare stream "
+        "--help`: write images as litdata chunks for streaming.",
     )
     parser.add_argument("name", choices=sorted(registry()), help="dataset to prepare")
     parser.add_argument("--root", default="data", help="data folder (default: data)")
