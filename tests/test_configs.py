@@ -10,7 +10,7 @@ from cpc.cli import cli_main
 
 CONFIGS = sorted(Path(__file__).parents[1].glob("configs/*.yaml"))
 #: stand-in images (channels, side) for configs whose encoder expects RGB or larger images
-STAND_INS = {"cifar10": (3, 32), "stl10": (3, 96)}
+STAND_INS = {"cifar10": (3, 32), "stl10": (3, 96), "streaming_example": (3, 96)}
 #: configs whose encoder has no ``width`` to narrow (a torchvision ResNet): fewer images and no
 #: checkpoint (135 MB with AdamW's state) instead
 NO_WIDTH = {

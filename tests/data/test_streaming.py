@@ -171,3 +171,25 @@ def test_two_ddp_processes_read_disjoint_shards(stream, labelled, tmp_path):
     assert len(ranks[0]) == len(ranks[1]) == 20  # 40 images, 5 steps of 4 on each rank
     assert not set(ranks[0]) & set(ranks[1])
     assert sorted(ranks[0] + ranks[1]) == list(range(40))
+
+
+def test_streaming_example_config_trains_on_a_stream(tmp_path):
+    """configs/streaming_example.yaml as shipped, on a generated 112-px RGB stream and labelled
+    folder at its paths (a narrow encoder): one step and one validation batch."""
+    write_image_folder(tmp_path / "photos", per_class=4, size=112, mode="RGB")
+    prepare_stream(str(tmp_path / "photos"), str(tmp_path / "stream"), progress=False)
+    write_image_folder(tmp_path / "labelled", size=96, mode="RGB")
+    config = ROOT / "configs" / "streaming_example.yaml"
+    args = [
+        "fit",
+        f"--config={config}",
+        f"--data.input_dir={tmp_path / 'stream'}",
+        f"--data.labelled.root={tmp_path / 'labelled'}",
+        "--data.batch_size=4",
+        "--model.encoder.width=8",
+        "--trainer.fast_dev_run=true",
+        *options({**FIT, "trainer.default_root_dir": tmp_path / "run", "model.encoder": None}),
+    ]
+    cli = cli_main(args)
+    assert cli.trainer.global_step == 1
+    assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
