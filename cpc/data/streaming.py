@@ -198,13 +198,10 @@ class StreamingDataModule(ImageDataModule):
             cache_dir=self.cache_dir,
             max_cache_size=self.max_cache_size,
         )
-        workers = self.num_workers
-        if workers is None:
-            workers = min(8, max(1, (os.cpu_count() or 2) // 2))
         loader = ResumableStreamingDataLoader(
             dataset,
             batch_size=self.batch_size,
-            num_workers=workers,
+            num_workers=self.loader_workers(),
             drop_last=True,
             pin_memory=torch.cuda.is_available(),
         )
@@ -213,6 +210,12 @@ class StreamingDataModule(ImageDataModule):
             self._resume_state = None
         self._train_loader = loader
         return loader
+
+    def loader_workers(self) -> int:
+        """``num_workers``, or by default ``min(8, cpu_count // 2)`` and at least 1."""
+        if self.num_workers is not None:
+            return self.num_workers
+        return min(8, max(1, (os.cpu_count() or 2) // 2))
 
     def val_dataloader(self) -> DataLoader | list:
         """The labelled set's val split; no labelled set: no validation."""
