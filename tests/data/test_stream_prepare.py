@@ -82,9 +82,7 @@ def test_builtin_dataset_writes_its_pretrain_split_losslessly(tmp_path):
     module = SmallToy(root=str(tmp_path))
     pretrain = module.dataset("pretrain")
     expected = sorted(pretrain[i][0].flatten().tolist() for i in range(len(pretrain)))
-    decoded = [
-        torch.from_numpy(np.array(Image.open(io.BytesIO(s["image"])))) for s in stored(out)
-    ]
+    decoded = [torch.from_numpy(np.array(Image.open(io.BytesIO(s["image"])))) for s in stored(out)]
     assert len(decoded) == 18  # 24 train images minus 6 held out for validation
     got = sorted(img.permute(2, 0, 1).flatten().tolist() for img in decoded)  # HWC -> CHW
     assert got == expected
@@ -105,7 +103,9 @@ def test_interrupted_preparation_continues_without_duplicates(tmp_path, monkeypa
     monkeypatch.setattr(sp, "encode_file", crash_in_the_third_part)
     with pytest.raises(RuntimeError):
         sp.prepare_stream(str(src), str(out), workers=1, part_size=4, progress=False)
-    assert json.loads((out / sp.SETTINGS_FILE).read_text())["parts_done"] == 2  # 00000-00003, 00003x-00006
+    assert (
+        json.loads((out / sp.SETTINGS_FILE).read_text())["parts_done"] == 2
+    )  # 00000-00003, 00003x-00006
     monkeypatch.setattr(sp, "encode_file", encode)
     with pytest.raises(ValueError, match="other settings"):
         sp.prepare_stream(str(src), str(out), size=8, part_size=4, progress=False)
