@@ -14,11 +14,12 @@ STAND_INS = {"cifar10": (3, 32), "stl10": (3, 96), "streaming_example": (3, 96)}
 #: configs whose encoder has no ``width`` to narrow (a torchvision ResNet): fewer images and no
 #: checkpoint (135 MB with AdamW's state) instead
 NO_WIDTH = {
-    "stl10": {
+    name: {
         "model.encoder.width": None,
         "data.batch_size": 2,
         "trainer.enable_checkpointing": "false",
     }
+    for name in ("stl10", "streaming_example")
 }
 
 

@@ -174,8 +174,8 @@ def test_two_ddp_processes_read_disjoint_shards(stream, labelled, tmp_path):
 
 
 def test_streaming_example_config_trains_on_a_stream(tmp_path):
-    """configs/streaming_example.yaml as shipped, on a generated 112-px RGB stream and labelled
-    folder at its paths (a narrow encoder): one step and one validation batch."""
+    """configs/streaming_example.yaml as shipped (its ResNet-18), on a generated 112-px RGB
+    stream and labelled folder: one step and one validation batch."""
     write_image_folder(tmp_path / "photos", per_class=4, size=112, mode="RGB")
     prepare_stream(str(tmp_path / "photos"), str(tmp_path / "stream"), progress=False)
     write_image_folder(tmp_path / "labelled", size=96, mode="RGB")
@@ -185,10 +185,13 @@ def test_streaming_example_config_trains_on_a_stream(tmp_path):
         f"--config={config}",
         f"--data.input_dir={tmp_path / 'stream'}",
         f"--data.labelled.root={tmp_path / 'labelled'}",
-        "--data.batch_size=4",
-        "--model.encoder.width=8",
+        "--data.batch_size=2",
+        "--data.labelled.batch_size=2",
         "--trainer.fast_dev_run=true",
-        *options({**FIT, "trainer.default_root_dir": tmp_path / "run", "model.encoder": None}),
+        *options(
+            {**FIT, "trainer.default_root_dir": tmp_path / "run", "model.encoder": None}
+            | {"model.encoder.width": None}
+        ),
     ]
     cli = cli_main(args)
     assert cli.trainer.global_step == 1
