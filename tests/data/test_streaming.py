@@ -19,7 +19,7 @@ from helpers import FIT, options, write_image_folder
 from test_stream_prepare import write_photos
 from torchvision.io import encode_png
 
-from cpc.cli import cli_main
+from cpc.cli import cli_main, eval_main
 from cpc.data import ImageFolderDataModule, StreamingDataModule
 from cpc.data.datasets import DatasetNotFoundError
 from cpc.data.stream_prepare import prepare_stream
@@ -117,7 +117,8 @@ def test_module_contract_and_one_line_errors(stream, labelled, tmp_path):
 
 def test_killed_run_resumes_with_the_next_unseen_batch(stream, labelled, tmp_path):
     """2 epochs of 10 steps, killed at step 6 (a checkpoint every step) and resumed from
-    last.ckpt: the steps see exactly the batches of an uninterrupted run (2 loader workers)."""
+    last.ckpt: the steps see exactly the batches of an uninterrupted run (2 loader workers);
+    then ``cpc eval`` of the resumed run's checkpoint scores it on the labelled set."""
 
     def run(name: str, *extra: str, stop_at: int | None = None) -> list[list[int]]:
         out = tmp_path / name
@@ -148,6 +149,8 @@ def test_killed_run_resumes_with_the_next_unseen_batch(stream, labelled, tmp_pat
         ids = [i for batch in epoch for i in batch]
         assert sorted(ids) == list(range(40)) and ids != sorted(ids)
     assert full[:10] != full[10:]  # reshuffled each epoch
+    report = eval_main([f"--ckpt_path={tmp_path / 'resumed' / 'checkpoints' / 'last.ckpt'}"])
+    assert 0 <= report["encoder"]["knn"]["top1"] <= 1  # cpc eval reads the labelled set
 
 
 def test_two_ddp_processes_read_disjoint_shards(stream, labelled, tmp_path):
