@@ -6,8 +6,10 @@
     python benchmarks/throughput.py --compile                     # torch.compile'd tasks
 
 Times full training steps (patches -> encoder -> tasks -> loss -> backward -> AdamW) on random
-images of the configured size, counts their FLOPs with ``torch.utils.flop_counter``, and prints
-a markdown table: images/s, achieved GFLOP/s, the measured matmul rate at the same precision
+images of the configured size, counts their FLOPs with ``torch.utils.flop_counter`` (forward
+and backward, :meth:`cpc.module.CPCModule.training_flops`), and prints
+a markdown table: images/s, the untimed warm-up steps' seconds (with ``--compile``: the
+compilation), achieved GFLOP/s, the measured matmul rate at the same precision
 (:func:`cpc.throughput.matmul_flops`) and their ratio (what ``train/mfu`` logs in a fit).
 Data loading is excluded (the data sits in memory; see the logged ``train/images_per_sec`` for
 end-to-end figures). ``--profile`` prints ``torch.profiler``'s table of the ops that took most
@@ -22,7 +24,6 @@ import contextlib
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from cpc.models.encoder import ResNetEncoder
 from cpc.module import CPCModule
@@ -66,13 +67,13 @@ def measure(args, precision: str) -> dict[str, float]:
     images = images.to(args.device)
     scaler = torch.amp.GradScaler("cuda") if precision == "16-mixed" else None
     step = step_fn(module, optimizer, images, args.device, precision, scaler)
-    flops = FlopCounterMode(display=False)
-    with flops:
-        step()
-    for _ in range(args.warmup):
-        step()
+    flops = module.training_flops(images)  # eager, as the logged train/mfu counts them
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    start = time.perf_counter()
+    for _ in range(max(1, args.warmup)):  # the first step compiles (--compile)
+        step()
     sync()
+    warmup = time.perf_counter() - start
     profiler = profile(args.device) if args.profile else contextlib.nullcontext()
     with profiler:
         start = time.perf_counter()
@@ -84,12 +85,13 @@ def measure(args, precision: str) -> dict[str, float]:
         sort = "self_device_time_total" if args.device == "cuda" else "self_cpu_time_total"
         print(f"## precision {precision}: top ops over {args.steps} steps")
         print(profiler.key_averages().table(sort_by=sort, row_limit=args.profile_rows))
-    gflops = flops.get_total_flops() / seconds / 1e9
+    gflops = flops / seconds / 1e9
     reference = matmul_flops(args.device, DTYPES[precision], seconds=2.0) / 1e9
     return {
         "images/s": args.batch_size / seconds,
         "s/step": seconds,
-        "GFLOP/step": flops.get_total_flops() / 1e9,
+        "warm-up s": warmup,
+        "GFLOP/step": flops / 1e9,
         "GFLOP/s": gflops,
         "matmul GFLOP/s": reference,
         "ratio to matmul": gflops / reference,
