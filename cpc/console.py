@@ -160,3 +160,5 @@ def quiet_lightning() -> None:
             logger.addFilter(_DropNoise())
     # Lightning calls torch's deprecated LeafSpec check itself; nothing for the user to change
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # the parameter count is right; only its size in MB assumes 32 bits (precision auto: bf16)
+    warnings.filterwarnings("ignore", message=r"Precision bf16-mixed is not supported by the model")
