@@ -153,7 +153,10 @@ def main(argv: list[str] | None = None) -> None:
                 break  # the run ended before the kill
             survived += 1
             resume = [f"--ckpt_path={last}"]
-        run(fit_command(data, tmp / "killed", args.max_steps, args.every, *resume))
+            if step_of(last) >= args.max_steps:
+                break  # killed after its final checkpoint: nothing is left to train
+        if step_of(last) < args.max_steps:
+            run(fit_command(data, tmp / "killed", args.max_steps, args.every, *resume))
         whole = tmp / "whole" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
         diff, equal, total = max_difference(whole, last)
         steps = step_of(last)
