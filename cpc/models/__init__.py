@@ -2,11 +2,12 @@
 
 from cpc.models.backbones import TorchvisionEncoder
 from cpc.models.context import GRUContext, MaskedConvContext, TransformerContext
-from cpc.models.encoder import ResNetEncoder
+from cpc.models.encoder import PatchEncoder, ResNetEncoder
 
 __all__ = [
     "GRUContext",
     "MaskedConvContext",
+    "PatchEncoder",
     "ResNetEncoder",
     "TorchvisionEncoder",
     "TransformerContext",

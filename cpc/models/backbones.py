@@ -32,16 +32,15 @@ from collections import OrderedDict
 from typing import Literal, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from cpc.models.patches import extract_patches
+from cpc.models.encoder import PatchEncoder
 
 Arch = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 
 
-class TorchvisionEncoder(nn.Module):
+class TorchvisionEncoder(PatchEncoder):
     """A torchvision ResNet, GroupNorm throughout, as the patch encoder.
 
     Args:
@@ -58,8 +57,10 @@ class TorchvisionEncoder(nn.Module):
         gradient_checkpointing: recompute each of the four stages in backward instead of
             storing its activations: less memory, about one more forward pass of compute.
         channels_last: keep activations in NHWC (faster convs with cuDNN under AMP).
-        pool_size: ``forward`` averages the latent grid to ``pool_size x pool_size`` cells,
-            ``D * pool_size**2`` values; 1 (default) is the mean over the grid.
+        pool_size, compact_dim: the compact feature ``encoder(images)``, as in
+            :class:`cpc.models.encoder.ResNetEncoder`: the grid averaged to
+            ``pool_size x pool_size`` cells (1: the mean), PCA-whitened to ``compact_dim``
+            values when that is set.
     """
 
     def __init__(
@@ -73,16 +74,20 @@ class TorchvisionEncoder(nn.Module):
         gradient_checkpointing: bool = False,
         channels_last: bool = False,
         pool_size: int = 1,
+        compact_dim: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            in_channels,
+            patch_size,
+            patch_stride,
+            pool_size,
+            compact_dim,
+            gradient_checkpointing,
+            channels_last,
+        )
         if arch not in get_args(Arch):
             raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(get_args(Arch))}")
-        if pool_size < 1:
-            raise ValueError(f"pool_size must be >= 1 (1: the mean over the grid), got {pool_size}")
-        self.arch, self.pool_size = arch, pool_size
-        self.in_channels, self.patch_size, self.patch_stride = in_channels, patch_size, patch_stride
-        self.gradient_checkpointing = gradient_checkpointing
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.arch = arch
 
         def group_norm(channels: int) -> nn.GroupNorm:
             if channels % norm_groups:
@@ -99,18 +104,7 @@ class TorchvisionEncoder(nn.Module):
             net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         # conv1, bn1, relu, maxpool, layer1..layer4; the classifier (avgpool, fc) is dropped
         self.trunk = nn.Sequential(OrderedDict(list(net.named_children())[:-2]))
-        self.num_features = net.fc.in_features  # D, channels of the latent grid
-        self.compact_features = self.num_features * pool_size**2  # size of forward's output
-        self.to(memory_format=self.memory_format)
-
-    def patchify(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1], ``(B, C, H, W)`` -> patches ``(B, Gh, Gw, C, P, P)``."""
-        if images.ndim == 4 and images.shape[1] != self.in_channels:
-            raise ValueError(
-                f"images have {images.shape[1]} channels but the encoder expects "
-                f"{self.in_channels}: set encoder in_channels to match the data"
-            )
-        return extract_patches(images, self.patch_size, self.patch_stride)
+        self.set_num_features(net.fc.in_features)  # D, channels of the latent grid
 
     def encode_patches(self, patches: torch.Tensor) -> torch.Tensor:
         """``(N, C, P, P)`` in [0, 1] -> ``(N, D)``, mean-pooled over each patch."""
@@ -122,21 +116,3 @@ class TorchvisionEncoder(nn.Module):
             else:
                 x = layer(x)
         return x.mean(dim=(2, 3))  # (N, D, h, w) -> (N, D)
-
-    def encode_grid(self, patches: torch.Tensor) -> torch.Tensor:
-        """Patches ``(B, Gh, Gw, C, P, P)`` -> latent grid ``(B, D, Gh, Gw)``, one batched call."""
-        b, gh, gw = patches.shape[:3]
-        z = self.encode_patches(patches.reshape(b * gh * gw, *patches.shape[3:]))  # (B*Gh*Gw, D)
-        return z.view(b, gh, gw, -1).permute(0, 3, 1, 2)  # (B, D, Gh, Gw)
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1], ``(B, C, H, W)`` -> latent grid ``(B, D, Gh, Gw)``."""
-        return self.encode_grid(self.patchify(images))
-
-    def pool(self, grid: torch.Tensor) -> torch.Tensor:
-        """Latent grid ``(B, D, Gh, Gw)`` -> compact feature ``(B, D * pool_size**2)``."""
-        return F.adaptive_avg_pool2d(grid, self.pool_size).flatten(1)  # (B, D, s, s) -> (B, D*s*s)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, C, H, W)`` -> the compact feature ``(B, compact_features)``."""
-        return self.pool(self.forward_features(images))

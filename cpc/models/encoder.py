@@ -51,7 +51,91 @@ class BasicBlock(nn.Module):
         return torch.relu(self.body(x) + self.shortcut(x))
 
 
-class ResNetEncoder(nn.Module):
+class PatchEncoder(nn.Module):
+    """What every patch encoder shares: patches cut batch-wise, one call of
+    :meth:`encode_patches` (the subclass's network) for the whole grid, and the compact
+    feature ``encoder(images)``: the grid averaged to ``pool_size x pool_size`` cells, then
+    PCA-whitened to ``compact_dim`` values when that is set (:mod:`cpc.models.projection`).
+
+    Subclasses build their network, then call :meth:`set_num_features` with ``D``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        patch_size: int,
+        patch_stride: int,
+        pool_size: int = 1,
+        compact_dim: int = 0,
+        gradient_checkpointing: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1 (1: the mean over the grid), got {pool_size}")
+        if compact_dim < 0:
+            raise ValueError(f"compact_dim must be >= 0 (0: no projection), got {compact_dim}")
+        self.in_channels, self.patch_size, self.patch_stride = in_channels, patch_size, patch_stride
+        self.pool_size, self.compact_dim = pool_size, compact_dim
+        self.gradient_checkpointing = gradient_checkpointing
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def set_num_features(self, num_features: int) -> None:
+        """``D``, the channels of the latent grid, once the subclass's network exists."""
+        self.num_features = num_features
+        self.compact_features = self.compact_dim or num_features * self.pool_size**2
+        self.compact_projection = WhitenedPCA(self.compact_dim) if self.compact_dim else None
+        self.to(memory_format=self.memory_format)
+
+    def encode_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """``(N, C, P, P)`` in [0, 1] -> ``(N, D)``: the subclass's network."""
+        raise NotImplementedError
+
+    def patchify(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], ``(B, C, H, W)`` -> patches ``(B, Gh, Gw, C, P, P)``."""
+        if images.ndim == 4 and images.shape[1] != self.in_channels:
+            raise ValueError(
+                f"images have {images.shape[1]} channels but the encoder expects "
+                f"{self.in_channels}: set encoder in_channels to match the data"
+            )
+        return extract_patches(images, self.patch_size, self.patch_stride)
+
+    def encode_grid(self, patches: torch.Tensor) -> torch.Tensor:
+        """Patches ``(B, Gh, Gw, C, P, P)`` -> latent grid ``(B, D, Gh, Gw)``, one batched call."""
+        b, gh, gw = patches.shape[:3]
+        z = self.encode_patches(patches.reshape(b * gh * gw, *patches.shape[3:]))  # (B*Gh*Gw, D)
+        return z.view(b, gh, gw, -1).permute(0, 3, 1, 2)  # (B, D, Gh, Gw)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], ``(B, C, H, W)`` -> latent grid ``(B, D, Gh, Gw)``."""
+        return self.encode_grid(self.patchify(images))
+
+    def pool(self, grid: torch.Tensor) -> torch.Tensor:
+        """Latent grid ``(B, D, Gh, Gw)`` -> averaged to ``pool_size x pool_size`` cells and
+        flattened, ``(B, D * pool_size**2)``: the compact feature before its projection."""
+        return F.adaptive_avg_pool2d(grid, self.pool_size).flatten(1)  # (B, D, s, s) -> (B, D*s*s)
+
+    def compact(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled grid ``(B, D * pool_size**2)`` -> compact feature ``(B, compact_features)``:
+        its PCA whitening when ``compact_dim`` is set, else itself."""
+        if self.compact_projection is None:
+            return pooled
+        return self.compact_projection(pooled)
+
+    def fit_compact(self, pooled: torch.Tensor) -> None:
+        """Fit the compact projection on pooled grids ``(N, D * pool_size**2)`` of training
+        images (no labels); nothing to fit without ``compact_dim``."""
+        if self.compact_projection is not None:
+            self.compact_projection.fit(pooled)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, H, W)`` -> the compact feature ``(B, compact_features)``: the
+        latent grid averaged to ``pool_size x pool_size`` cells (the mean for 1), then
+        PCA-whitened when ``compact_dim`` is set."""
+        return self.compact(self.pool(self.forward_features(images)))
+
+
+class ResNetEncoder(PatchEncoder):
     """ResNet-style patch encoder with ``num_features`` and ``forward_features``.
 
     Args:
@@ -91,13 +175,15 @@ class ResNetEncoder(nn.Module):
         pool_size: int = 1,
         compact_dim: int = 0,
     ) -> None:
-        super().__init__()
-        if pool_size < 1:
-            raise ValueError(f"pool_size must be >= 1 (1: the mean over the grid), got {pool_size}")
-        self.pool_size = pool_size
-        self.in_channels, self.patch_size, self.patch_stride = in_channels, patch_size, patch_stride
-        self.gradient_checkpointing = gradient_checkpointing
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        super().__init__(
+            in_channels,
+            patch_size,
+            patch_stride,
+            pool_size,
+            compact_dim,
+            gradient_checkpointing,
+            channels_last,
+        )
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, stem_stride, 1, bias=False),
             make_norm(norm, width),
@@ -111,19 +197,7 @@ class ResNetEncoder(nn.Module):
                 blocks.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1, norm))
                 cin = cout
         self.blocks = nn.ModuleList(blocks)
-        self.num_features = cin  # D, channels of the latent grid
-        self.compact_features = compact_dim or cin * pool_size**2  # size of forward's output
-        self.compact_projection = WhitenedPCA(compact_dim) if compact_dim > 0 else None
-        self.to(memory_format=self.memory_format)
-
-    def patchify(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1], ``(B, C, H, W)`` -> patches ``(B, Gh, Gw, C, P, P)``."""
-        if images.ndim == 4 and images.shape[1] != self.in_channels:
-            raise ValueError(
-                f"images have {images.shape[1]} channels but the encoder expects "
-                f"{self.in_channels}: set encoder in_channels to match the data"
-            )
-        return extract_patches(images, self.patch_size, self.patch_stride)
+        self.set_num_features(cin)  # D, channels of the latent grid
 
     def encode_patches(self, patches: torch.Tensor) -> torch.Tensor:
         """``(N, C, P, P)`` in [0, 1] -> ``(N, D)``, mean-pooled over each patch."""
@@ -134,37 +208,3 @@ class ResNetEncoder(nn.Module):
             else:
                 x = block(x)
         return x.mean(dim=(2, 3))
-
-    def encode_grid(self, patches: torch.Tensor) -> torch.Tensor:
-        """Patches ``(B, Gh, Gw, C, P, P)`` -> latent grid ``(B, D, Gh, Gw)``, one batched call."""
-        b, gh, gw = patches.shape[:3]
-        z = self.encode_patches(patches.reshape(b * gh * gw, *patches.shape[3:]))  # (B*Gh*Gw, D)
-        return z.view(b, gh, gw, -1).permute(0, 3, 1, 2)  # (B, D, Gh, Gw)
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1], ``(B, C, H, W)`` -> latent grid ``(B, D, Gh, Gw)``."""
-        return self.encode_grid(self.patchify(images))
-
-    def pool(self, grid: torch.Tensor) -> torch.Tensor:
-        """Latent grid ``(B, D, Gh, Gw)`` -> averaged to ``pool_size x pool_size`` cells and
-        flattened, ``(B, D * pool_size**2)``: the compact feature before its projection."""
-        return F.adaptive_avg_pool2d(grid, self.pool_size).flatten(1)  # (B, D, s, s) -> (B, D*s*s)
-
-    def compact(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Pooled grid ``(B, D * pool_size**2)`` -> compact feature ``(B, compact_features)``:
-        its PCA whitening when ``compact_dim`` is set, else itself."""
-        if self.compact_projection is None:
-            return pooled
-        return self.compact_projection(pooled)
-
-    def fit_compact(self, pooled: torch.Tensor) -> None:
-        """Fit the compact projection on pooled grids ``(N, D * pool_size**2)`` of training
-        images (no labels); nothing to fit without ``compact_dim``."""
-        if self.compact_projection is not None:
-            self.compact_projection.fit(pooled)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, C, H, W)`` -> the compact feature ``(B, compact_features)``: the
-        latent grid averaged to ``pool_size x pool_size`` cells (the mean for 1), then
-        PCA-whitened when ``compact_dim`` is set."""
-        return self.compact(self.pool(self.forward_features(images)))

@@ -119,3 +119,15 @@ def test_cpc_fits_two_steps_with_a_torchvision_resnet(tmp_path):
     assert isinstance(cli.model.encoder, TorchvisionEncoder)
     assert cli.model.encoder.arch == "resnet18"
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+
+
+def test_a_torchvision_encoder_has_the_whitened_compact_feature_too():
+    torch.manual_seed(0)
+    enc = TorchvisionEncoder(in_channels=1, patch_size=16, patch_stride=8, compact_dim=4)
+    images = torch.rand(12, 1, 32, 32)  # 3x3 grid
+    enc.eval()
+    with torch.no_grad():
+        enc.fit_compact(enc.pool(enc.forward_features(images)))
+        out = enc(images)
+    assert out.shape == (12, 4) == (12, enc.compact_features)
+    torch.testing.assert_close(torch.cov(out.T), torch.eye(4), atol=1e-3, rtol=0)
