@@ -56,7 +56,8 @@ class PeriodicCheckpoint(ModelCheckpoint):
         """Save the final state: a fit stopped by ``max_steps`` between two saves (and past
         the last validation) would otherwise leave an older ``last.ckpt``."""
         if not trainer.fast_dev_run and trainer.global_step > 0:
-            trainer.save_checkpoint(self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST))
+            self.last_model_path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
+            trainer.save_checkpoint(self.last_model_path)
 
 
 class CheckpointWriteError(OSError):

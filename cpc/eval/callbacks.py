@@ -177,7 +177,9 @@ class EvaluationReport(L.Callback):
             rank_zero_info("EvaluationReport: skipped under fast_dev_run")
             return
         _finish_progress_bar(trainer)
-        ckpt = trainer.checkpoint_callback
+        last = next(
+            (c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path), None
+        )
         report = evaluate(
             pl_module.encoder,
             trainer.datamodule,
@@ -185,7 +187,7 @@ class EvaluationReport(L.Callback):
             baselines=self.baselines,
             device=trainer.strategy.root_device,  # the module was moved to the CPU at teardown
             progress=trainer.progress_bar_callback is not None,
-            checkpoint_path=(ckpt.last_model_path or None) if ckpt is not None else None,
+            checkpoint_path=last,  # the last.ckpt this report describes
             cache=self.cache,
         )
         report["meta"].update(epoch=trainer.current_epoch, global_step=trainer.global_step)

@@ -46,3 +46,15 @@ def test_a_run_stopped_by_max_steps_saves_its_last_step(tiny_folder, tmp_path):
     cli_main([*args, "--trainer.max_steps=5"])  # validations at steps 2 and 4, saves at 2, 4
     (last,) = (tmp_path / "run").rglob("last.ckpt")
     assert torch.load(last, weights_only=True)["global_step"] == 5
+
+
+def test_alone_it_still_names_and_rewrites_last_ckpt_at_the_end(tiny_folder, tmp_path):
+    """Without the monitored ModelCheckpoint, the end-of-fit save sets ``last_model_path``, so
+    the compact projection fitted after training is written into last.ckpt."""
+    only = "--trainer.callbacks=" + json.dumps([PERIODIC])
+    compact = ["--model.encoder.compact_dim=4", "--model.encoder.pool_size=2"]
+    cli = cli_main(fit_args(tiny_folder, tmp_path / "run", only, *compact))
+    (last,) = (tmp_path / "run").rglob("last.ckpt")
+    assert cli.trainer.checkpoint_callback.last_model_path == str(last)
+    state = torch.load(last, weights_only=True)["state_dict"]
+    assert state["encoder.compact_projection.basis"].shape == (16 * 4, 4)  # fitted and saved
