@@ -7,7 +7,7 @@ pixel permutations (``torch.rot90``), so unlike other angles they leave no inter
 artefact to recognise the rotation by (their reason for choosing them).
 
 images (B, C, S, S) -> ImageAugment (training only) -> rotate image i by k_i * 90 degrees
--> encoder(images) pooled features (B, D) -> MLP head -> 4 logits -> cross entropy against k.
+-> latent grid averaged over its cells (B, D) -> MLP head -> 4 logits -> cross entropy against k.
 """
 
 from __future__ import annotations
@@ -84,7 +84,9 @@ class RotationTask(Task):
     ``ValueError`` on the first batch.
 
     Args:
-        num_features: pooled feature size D of the encoder (given by the module).
+        num_features: latent size D of the encoder (given by the module). The head sees the
+            latent grid's mean, whatever the encoder's compact feature (``pool_size``,
+            ``compact_dim``) is, so the task trains the same network under every config.
         hidden: width of the head's hidden layer (Linear -> ReLU -> Linear to 4 logits);
             0 for a linear head. With a hidden layer the head, not the encoder's last
             layer, can hold what only rotation needs (the argument for SimCLR's projection
@@ -139,7 +141,8 @@ class RotationTask(Task):
 
     def forward(self, encoder: PatchEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
         inputs, labels = self.make_examples(images)  # (N, C, S, S), (N,)
-        logits = self.head(encoder(inputs))  # (N, D) -> (N, 4)
+        features = encoder.forward_features(inputs).mean(dim=(2, 3))  # (N, D, Gh, Gw) -> (N, D)
+        logits = self.head(features)  # (N, 4)
         return {
             "loss": F.cross_entropy(logits, labels),
             "acc": (logits.argmax(dim=1) == labels).float().mean(),

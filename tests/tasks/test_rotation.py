@@ -8,6 +8,7 @@ from helpers import quick_fit_args
 from torch import nn
 
 from cpc.cli import cli_main
+from cpc.models.encoder import ResNetEncoder
 from cpc.tasks import RotationTask
 from cpc.tasks.rotation import all_rotations, rotate
 
@@ -15,15 +16,17 @@ CONFIGS = Path(__file__).parents[2] / "configs"
 
 
 class PooledMean(nn.Module):
-    """Stand-in encoder: D copies of each image's mean pixel, ``(B, C, H, W) -> (B, D)``."""
+    """Stand-in encoder: a 1x1 grid of D copies of each image's mean pixel,
+    ``(B, C, H, W) -> (B, D, 1, 1)``."""
 
     def __init__(self, num_features: int) -> None:
         super().__init__()
         self.num_features = num_features
         self.scale = nn.Parameter(torch.ones(()))
 
-    def forward(self, images):
-        return self.scale * images.mean(dim=(1, 2, 3))[:, None].expand(-1, self.num_features)
+    def forward_features(self, images):
+        mean = images.mean(dim=(1, 2, 3))[:, None, None, None]  # (B, 1, 1, 1)
+        return self.scale * mean.expand(-1, self.num_features, 1, 1)
 
 
 def test_rotate_back_by_minus_k_gives_each_original_in_its_place():
@@ -76,6 +79,17 @@ def test_head_input_follows_num_features_and_outputs_loss_and_acc(hidden, num_fe
     out = task(PooledMean(num_features), torch.rand(6, 1, 8, 8))
     assert set(out) == {"loss", "acc"} and out["loss"].ndim == 0
     assert torch.isfinite(out["loss"]) and 0 <= out["acc"] <= 1
+
+
+def test_head_sees_the_grid_mean_whatever_the_compact_feature():
+    # a compact feature that is pooled to 2x2 cells and whitened (unfitted during training)
+    encoder = ResNetEncoder(width=4, stages=(1, 1), pool_size=2, compact_dim=8)
+    task = RotationTask(encoder.num_features, hidden=0)
+    images = torch.rand(4, 1, 28, 28)
+    out = task(encoder, images)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert encoder.stem[0].weight.grad is not None
 
 
 def test_uniform_logits_give_log_4_and_argmax_0_accuracy():
