@@ -128,6 +128,7 @@ def seconds_per_step(args: list[str], out: Path, steps: int = 16) -> float:
             "--report.enabled=false",
             "--online_knn.every_n_epochs=0",
             "--trainer.log_every_n_steps=1",
+            f"--throughput.window_size={steps // 2}",  # rates from the second half of the steps
             f"--trainer.default_root_dir={out}",
         ]
     )
@@ -137,6 +138,8 @@ def seconds_per_step(args: list[str], out: Path, steps: int = 16) -> float:
             for r in csv.DictReader(f)
             if r.get("train/images_per_sec")
         ]
+    if not rates:
+        raise RuntimeError(f"the calibration fit logged no train/images_per_sec in {f.name}")
     return calibration.datamodule.batch_size / statistics.median(rates)
 
 
