@@ -76,16 +76,22 @@ def info_nce(
         raise ValueError(f"valid must be a bool mask of shape ({queries.shape[0]},)")
     all_keys, offset = _gather_keys(keys)  # (N_all, D)
     all_valid = _gather_mask(valid)  # (N_all,)
-    labels = (torch.arange(queries.shape[0], device=queries.device) + offset)[valid]  # (M',)
+    # Invalid keys are no candidates: they are left out of the product, which is what a -inf
+    # logit does, without two (M', N_all) masking passes (forward and backward) or their
+    # columns. Key j of the batch is column ``column[j]`` of the valid ones.
+    column = torch.cumsum(all_valid, dim=0) - 1  # (N_all,)
+    labels = column[offset : offset + queries.shape[0]][valid]  # (M',)
+    candidates = all_keys[all_valid]  # (N, D)
     with torch.autocast(device_type=queries.device.type, enabled=False):
         # scale the (M', D) queries, not the (M', N) logits: N/D times less memory traffic
-        logits = (queries[valid].float() / temperature) @ all_keys.float().T  # (M', N_all)
-    logits = logits.masked_fill(~all_valid, float("-inf"))  # invalid keys are no candidates
-    # with nothing to predict, the empty (0, N_all) logits sum to a zero that is still tied to
-    # the gathered keys, so DDP's backward of the gather runs on every rank
-    loss = F.cross_entropy(logits, labels) if labels.numel() else logits.sum()
+        logits = (queries[valid].float() / temperature) @ candidates.float().T  # (M', N)
+    if not labels.numel():
+        # nothing to predict: the empty logits sum to a zero that is still tied to the
+        # gathered keys, so DDP's backward of the gather runs on every rank
+        return logits.sum(), labels.new_zeros(0, dtype=torch.bool), candidates.shape[0]
+    loss = F.cross_entropy(logits, labels)
     correct = logits.detach().argmax(dim=1) == labels
-    return loss, correct, int(all_valid.sum())
+    return loss, correct, candidates.shape[0]
 
 
 def mi_lower_bound(loss: torch.Tensor, num_candidates: float) -> torch.Tensor:

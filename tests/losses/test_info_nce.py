@@ -56,6 +56,24 @@ def test_invalid_pairs_are_neither_queries_nor_negatives():
     assert n == 7 and correct.shape == (7,)
 
 
+def test_left_out_keys_match_minus_infinity_logits_with_gradients():
+    """Leaving invalid keys out of the product is the -inf-logit formulation: same loss,
+    gradients and accuracy."""
+    torch.manual_seed(5)
+    q, k = torch.randn(12, 4, requires_grad=True), torch.randn(12, 4, requires_grad=True)
+    valid = torch.tensor([0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1], dtype=torch.bool)
+    loss, correct, n = info_nce(q, k, 0.7, valid)
+    grads = torch.autograd.grad(loss, (q, k))
+    logits = (q[valid] / 0.7) @ k.T  # (M', 12): every key, invalid ones at -inf
+    logits = logits.masked_fill(~valid, float("-inf"))
+    labels = torch.arange(12)[valid]
+    reference = F.cross_entropy(logits, labels)
+    torch.testing.assert_close(loss, reference)
+    for grad, ref in zip(grads, torch.autograd.grad(reference, (q, k)), strict=True):
+        torch.testing.assert_close(grad, ref)
+    assert torch.equal(correct, logits.argmax(1) == labels) and n == 8
+
+
 def test_identical_keys_cap_the_loss_unless_left_out():
     """200 equal keys (blank patches): no query can pick its own; masking them restores it."""
     torch.manual_seed(4)
