@@ -19,6 +19,11 @@ time over the timed steps, per precision: what to optimise first. ``auto`` is th
 
 from __future__ import annotations
 
+import os
+
+# as `import cpc` does (cpc/__init__.py), before torch loads: large CPU tensors on huge pages
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 import argparse
 import contextlib
 import time
@@ -129,7 +134,7 @@ def main() -> None:
     print(
         f"device={args.device} threads={torch.get_num_threads()} batch={args.batch_size} "
         f"image={args.channels}x{args.image_size}x{args.image_size} width={args.width} "
-        f"compile={args.compile}"
+        f"compile={args.compile} THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}"
     )
     print("| precision | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")

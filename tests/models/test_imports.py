@@ -1,8 +1,10 @@
 """The plain-torch layers (models, tasks, losses) import plain torch: no Lightning, no
 torchvision, no PIL. Checked in a fresh interpreter, since the test session has them loaded."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +34,24 @@ def test_cpc_eval_exports_resolve():
     import cpc.eval
 
     assert all(getattr(cpc.eval, name) for name in cpc.eval.__all__)
+
+
+@pytest.mark.parametrize(("setting", "huge"), [(None, True), ("0", False)])
+def test_importing_cpc_puts_large_cpu_tensors_on_huge_pages(setting, huge):
+    """``import cpc`` sets THP_MEM_ALLOC_ENABLE before torch loads, so torch madvises tensors
+    of 2 MB and more to transparent huge pages; ``=0`` in the environment opts out."""
+    mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not mode.exists() or "[madvise]" not in mode.read_text():
+        pytest.skip("only a Linux kernel in THP madvise mode leaves huge pages to the process")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if setting is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = setting
+    code = (
+        "import re, cpc, torch; t = torch.ones(16 << 20, dtype=torch.uint8); "
+        "smaps = open('/proc/self/smaps').read(); "
+        "print(sum(int(kb) for kb in re.findall(r'AnonHugePages:\\s+(\\d+)', smaps)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert (int(out) >= 8 << 10) == huge  # kB: at least half of the tensor on huge pages
