@@ -13,8 +13,8 @@ compilation), achieved GFLOP/s, the measured matmul rate at the same precision
 (:func:`cpc.throughput.matmul_flops`) and their ratio (what ``train/mfu`` logs in a fit).
 Data loading is excluded (the data sits in memory; see the logged ``train/images_per_sec`` for
 end-to-end figures). ``--profile`` prints ``torch.profiler``'s table of the ops that took most
-time over the timed steps, per precision: what to optimise first. ``auto`` is the precision
-``--trainer.precision auto`` picks on this machine (:mod:`cpc.precision`).
+time over the timed steps, per precision and input shape: what to optimise first. ``auto`` is
+the precision ``--trainer.precision auto`` picks on this machine (:mod:`cpc.precision`).
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def measure(args, precision: str) -> dict[str, float]:
     if args.profile:
         sort = "self_device_time_total" if args.device == "cuda" else "self_cpu_time_total"
         print(f"## precision {precision}: top ops over {args.steps} steps")
-        print(profiler.key_averages().table(sort_by=sort, row_limit=args.profile_rows))
+        ops = profiler.key_averages(group_by_input_shape=True)  # (3072, 3072) logits apart
+        print(ops.table(sort_by=sort, row_limit=args.profile_rows, max_shapes_column_width=60))
     gflops = flops / seconds / 1e9
     reference = matmul_flops(args.device, DTYPES[precision], seconds=2.0) / 1e9
     return {
@@ -104,11 +105,11 @@ def measure(args, precision: str) -> dict[str, float]:
 
 
 def profile(device: str) -> torch.profiler.profile:
-    """A profiler of the CPU ops (and CUDA kernels on ``cuda``), timings only."""
+    """A profiler of the CPU ops (and CUDA kernels on ``cuda``): timings and input shapes."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    return torch.profiler.profile(activities=activities)
+    return torch.profiler.profile(activities=activities, record_shapes=True)
 
 
 def main() -> None:
