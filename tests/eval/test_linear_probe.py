@@ -39,11 +39,11 @@ def test_selects_best_val_weight_decay_and_tests_only_it(monkeypatch):
     validation_step, test_step = LinearClassifier.validation_step, LinearClassifier.test_step
 
     def record_val(self, *args):
-        events.append(("val", self.hparams.weight_decay))
+        events.append(("val", None))
         return validation_step(self, *args)
 
     def record_test(self, *args):
-        events.append(("test", self.hparams.weight_decay))
+        events.append(("test", self.hparams.weight_decays[self.selected]))
         return test_step(self, *args)
 
     monkeypatch.setattr(LinearClassifier, "validation_step", record_val)
@@ -58,6 +58,18 @@ def test_selects_best_val_weight_decay_and_tests_only_it(monkeypatch):
     stages = [stage for stage, _ in events]
     assert stages == sorted(stages, key=lambda stage: stage == "test") and "test" in stages
     assert {wd for stage, wd in events if stage == "test"} == {result["weight_decay"]}
+
+
+def test_heads_trained_together_end_as_if_each_was_trained_alone():
+    """One head per weight decay in one run gives bit for bit the sweep of separate runs."""
+    data = splits(spread=4.0)
+    weight_decays = (0.0, 0.3, 0.03)
+    together = linear_probe(*data, NUM_CLASSES, weight_decays, **FAST)
+    alone = {wd: linear_probe(*data, NUM_CLASSES, (wd,), **FAST) for wd in weight_decays}
+    assert len(set(together["sweep"].values())) > 1  # the penalties make a difference here
+    assert together["sweep"] == {wd: alone[wd]["val_top1"] for wd in weight_decays}
+    best = alone[together["weight_decay"]]
+    assert (together["top1"], together["top5"]) == (best["top1"], best["top5"])
 
 
 def test_fit_standardization_centres_and_scales():
@@ -90,3 +102,5 @@ def test_bad_splits_raise_value_error(index, bad, message):
 def test_empty_weight_decays_raise_value_error():
     with pytest.raises(ValueError, match="weight_decays"):
         linear_probe(*splits(spread=1.0), NUM_CLASSES, weight_decays=(), **FAST)
+    with pytest.raises(ValueError, match="weight_decays"):
+        LinearClassifier(DIM, NUM_CLASSES, weight_decays=())
