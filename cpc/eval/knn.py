@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -46,6 +47,9 @@ DEFAULT = EvalProtocol()  # k and temperature default to the evaluation protocol
 
 Backend = Literal["faiss", "torch"]
 
+#: queries per similarity chunk of the torch backend
+QUERY_BATCH = 4096
+
 
 def knn_predict(
     train_features: torch.Tensor,
@@ -55,7 +59,7 @@ def knn_predict(
     k: int = DEFAULT.k,
     temperature: float = DEFAULT.temperature,
     backend: Backend = "faiss",
-    batch_size: int = 4096,
+    batch_size: int = QUERY_BATCH,
     standardize: bool = False,
     exact_max: int = DEFAULT.knn_exact_max,
 ) -> torch.Tensor:
@@ -105,16 +109,50 @@ def knn_predict(
             ``[0, num_classes)``, non-finite features, ``k < 1``, ``temperature <= 0`` or an
             unknown backend.
     """
-    _check_inputs(train_features, train_labels, query_features, num_classes, k, temperature)
+    return _predict(
+        train_features,
+        train_labels,
+        [query_features],
+        num_classes,
+        k,
+        temperature,
+        backend,
+        batch_size,
+        standardize,
+        exact_max,
+    )[0]
+
+
+def _predict(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    query_sets: Sequence[torch.Tensor],
+    num_classes: int,
+    k: int,
+    temperature: float,
+    backend: Backend,
+    batch_size: int,
+    standardize: bool,
+    exact_max: int,
+) -> list[torch.Tensor]:
+    """:func:`knn_predict` of each query set ``(Q_i, D)``: scores ``(Q_i, C)``, one search of
+    one bank (standardised, normalised and indexed once)."""
+    for query_features in query_sets:
+        _check_features(train_features, query_features)
+    _check_inputs(train_features, train_labels, query_sets, num_classes, k, temperature)
     k = min(k, train_features.shape[0])
-    sims, indices = knn_neighbours(
-        train_features, query_features, k, backend, batch_size, standardize, exact_max
-    )
-    weights = torch.exp((sims - sims[:, :1]) / temperature)  # (Q, k), nearest has weight 1
-    device = query_features.device
-    neighbour_labels = train_labels.to(device, torch.long)[indices]  # (Q, k)
-    scores = torch.zeros(query_features.shape[0], num_classes, device=device)
-    return scores.scatter_add_(1, neighbour_labels, weights)  # (Q, C)
+    scores = []
+    for query_features, (sims, indices) in zip(
+        query_sets,
+        _search(train_features, query_sets, k, backend, batch_size, standardize, exact_max),
+        strict=True,
+    ):
+        weights = torch.exp((sims - sims[:, :1]) / temperature)  # (Q, k), nearest has weight 1
+        device = query_features.device
+        neighbour_labels = train_labels.to(device, torch.long)[indices]  # (Q, k)
+        votes = torch.zeros(query_features.shape[0], num_classes, device=device)
+        scores.append(votes.scatter_add_(1, neighbour_labels, weights))  # (Q, C)
+    return scores
 
 
 def knn_neighbours(
@@ -122,7 +160,7 @@ def knn_neighbours(
     query_features: torch.Tensor,
     k: int = DEFAULT.k,
     backend: Backend = "faiss",
-    batch_size: int = 4096,
+    batch_size: int = QUERY_BATCH,
     standardize: bool = False,
     exact_max: int = DEFAULT.knn_exact_max,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,20 +185,38 @@ def knn_neighbours(
             ``[1, N]``, ``batch_size < 1`` or an unknown backend.
     """
     _check_features(train_features, query_features)
+    return _search(
+        train_features, [query_features], k, backend, batch_size, standardize, exact_max
+    )[0]
+
+
+def _search(
+    train_features: torch.Tensor,
+    query_sets: Sequence[torch.Tensor],
+    k: int,
+    backend: Backend,
+    batch_size: int,
+    standardize: bool,
+    exact_max: int,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`knn_neighbours` of each query set, the bank transformed and indexed once."""
     if not 1 <= k <= len(train_features):
         raise ValueError(f"k must be in [1, {len(train_features)}] (the bank size), got {k}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if backend not in ("faiss", "torch"):
+        raise ValueError(f"backend must be 'faiss' or 'torch', got {backend!r}")
     cosine = cosine_transform(train_features, standardize)
     if backend == "faiss":
         index = build_index(train_features, cosine, exact_max=exact_max)
-        sims, indices = search_index(index, query_features, k, cosine)
-    elif backend == "torch":
-        sims, indices = _search_torch(cosine(train_features), cosine(query_features), k, batch_size)
+        found = [search_index(index, query, k, cosine) for query in query_sets]
     else:
-        raise ValueError(f"backend must be 'faiss' or 'torch', got {backend!r}")
-    device = query_features.device
-    return sims.to(device), indices.to(device)  # (Q, k) each
+        bank = cosine(train_features)
+        found = [_search_torch(bank, cosine(query), k, batch_size) for query in query_sets]
+    return [  # (Q, k) each, on the queries' device
+        (sims.to(query.device), indices.to(query.device))
+        for query, (sims, indices) in zip(query_sets, found, strict=True)
+    ]
 
 
 def knn_accuracy(
@@ -196,32 +252,74 @@ def knn_accuracy(
     Shape:
         - query_labels: ``(Q,)``; the rest as in :func:`knn_predict`.
     """
-    if query_labels.shape != (query_features.shape[0],):
-        raise ValueError(
-            f"query_labels must have shape ({query_features.shape[0]},) to match "
-            f"query_features, got {tuple(query_labels.shape)}"
-        )
-    if query_features.shape[0] == 0:
-        raise ValueError("query set is empty: accuracy is undefined")
-    if 0 < pca < train_features.shape[1]:
-        mean, basis = principal_components(train_features.float(), pca)  # (D,), (D, pca)
-        train_features = (train_features.float() - mean) @ basis  # (N, pca)
-        query_features = (query_features.float() - mean.to(query_features)) @ basis.to(
-            query_features
-        )  # (Q, pca)
-    scores = knn_predict(
+    queries = {"query": (query_features, query_labels)}
+    return knn_accuracies(
         train_features,
         train_labels,
-        query_features,
+        queries,
         num_classes,
         k,
         temperature,
         backend,
-        standardize=standardize,
-        exact_max=exact_max,
+        standardize,
+        pca,
+        exact_max,
+    )["query"]
+
+
+def knn_accuracies(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    queries: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    k: int = DEFAULT.k,
+    temperature: float = DEFAULT.temperature,
+    backend: Backend = "faiss",
+    standardize: bool = False,
+    pca: int = 0,
+    exact_max: int = DEFAULT.knn_exact_max,
+) -> dict[str, dict[str, float]]:
+    """:func:`knn_accuracy` of several query sets against one bank, which is projected
+    (``pca``), standardised, normalised and indexed once: ``{name: {"top1", "top5"}}`` for
+    ``queries = {name: (features (Q, D), labels (Q,))}`` (e.g. the test and val splits).
+    """
+    for name, (query_features, query_labels) in queries.items():
+        if query_labels.shape != (query_features.shape[0],):
+            raise ValueError(
+                f"query_labels must have shape ({query_features.shape[0]},) to match "
+                f"query_features, got {tuple(query_labels.shape)} ({name})"
+            )
+        if query_features.shape[0] == 0:
+            raise ValueError(f"query set is empty ({name}): accuracy is undefined")
+    query_sets = [features for features, _ in queries.values()]
+    if 0 < pca < train_features.shape[1]:
+        mean, basis = principal_components(train_features.float(), pca)  # (D,), (D, pca)
+        train_features = (train_features.float() - mean) @ basis  # (N, pca)
+        query_sets = [  # (Q, pca) each
+            (query.float() - mean.to(query)) @ basis.to(query) for query in query_sets
+        ]
+    scores = _predict(
+        train_features,
+        train_labels,
+        query_sets,
+        num_classes,
+        k,
+        temperature,
+        backend,
+        QUERY_BATCH,
+        standardize,
+        exact_max,
     )
+    return {
+        name: _accuracy(score, labels, num_classes)
+        for (name, (_, labels)), score in zip(queries.items(), scores, strict=True)
+    }
+
+
+def _accuracy(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """Top-1 and top-``min(5, C)`` accuracy of scores ``(Q, C)`` against labels ``(Q,)``."""
     top = scores.topk(min(5, num_classes), dim=1).indices  # (Q, 5), best first
-    hits = top == query_labels.to(top.device, torch.long)[:, None]  # (Q, 5)
+    hits = top == labels.to(top.device, torch.long)[:, None]  # (Q, 5)
     return {
         "top1": hits[:, 0].float().mean().item(),
         "top5": hits.any(dim=1).float().mean().item(),
@@ -260,13 +358,12 @@ def cosine_transform(train: torch.Tensor, standardize: bool) -> Transform:
 def _check_inputs(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
-    query_features: torch.Tensor,
+    query_sets: Sequence[torch.Tensor],
     num_classes: int,
     k: int,
     temperature: float,
 ) -> None:
     """Raise a one-line ValueError naming the first bad argument."""
-    _check_features(train_features, query_features)
     if train_features.shape[0] == 0:
         raise ValueError("train_features is empty: kNN needs at least one labelled feature")
     if train_labels.shape != (train_features.shape[0],):
@@ -283,7 +380,8 @@ def _check_inputs(
         raise ValueError(
             f"train_labels must lie in [0, {num_classes}), got values in [{low}, {high}]"
         )
-    for name, features in (("train_features", train_features), ("query_features", query_features)):
+    named = [("train_features", train_features)] + [("query_features", q) for q in query_sets]
+    for name, features in named:
         if not all(torch.isfinite(rows).all() for rows in features.split(CHUNK)):  # bounded
             raise ValueError(f"{name} contains NaN or inf values")
     if k < 1:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cpc.eval.features import principal_components
-from cpc.eval.knn import knn_accuracy, knn_neighbours, knn_predict
+from cpc.eval.knn import knn_accuracies, knn_accuracy, knn_neighbours, knn_predict
 
 BACKENDS = ["faiss", "torch"]
 
@@ -206,3 +206,26 @@ def test_pca_whitening_lets_a_weak_signal_count_against_correlated_noise():
     plain = knn_accuracy(train, y_train, query, y_query, 2, standardize=True)["top1"]
     whitened = knn_accuracy(train, y_train, query, y_query, 2, standardize=True, pca=11)["top1"]
     assert plain < 0.8 and whitened > 0.98
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_several_query_sets_share_one_index_and_score_as_one_call_each(backend, monkeypatch):
+    import cpc.eval.knn as knn_module
+
+    generator = torch.Generator().manual_seed(0)
+    bank, labels = torch.randn(200, 12, generator=generator), torch.arange(200) % 3
+    sets = {
+        name: (torch.randn(n, 12, generator=generator), torch.arange(n) % 3)
+        for name, n in (("test", 40), ("val", 30))
+    }
+    options = dict(k=5, backend=backend, standardize=True, pca=8)
+    alone = {name: knn_accuracy(bank, labels, *query, 3, **options) for name, query in sets.items()}
+    original, banks = knn_module.cosine_transform, []
+
+    def counting(bank, standardize):
+        banks.append(len(bank))
+        return original(bank, standardize)
+
+    monkeypatch.setattr(knn_module, "cosine_transform", counting)
+    assert knn_accuracies(bank, labels, sets, 3, **options) == alone
+    assert banks == [200]  # the bank is standardised (and indexed) once for both query sets
