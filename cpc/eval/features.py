@@ -142,6 +142,7 @@ def extract_feature_sets(
     memmap: bool = False,
     desc: str = "features",
     bf16: bool | None = None,
+    project: bool = False,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Features of several encoders (and optionally raw pixels) in one pass over ``loader``.
 
@@ -149,12 +150,14 @@ def extract_feature_sets(
     models are compared. Arguments are as in :func:`extract_features`; ``device`` defaults to
     the first encoder's device (CPU without encoders). With ``compact``, each encoder's
     pooled grid (``encoder.pool(grid)``: what ``encoder(images)`` returns, before the
-    encoder's compact projection if it has one; see :func:`cpc.eval.report.project_compact`)
-    is taken from the same latent grid too. With ``memmap``, features go batch by batch to
-    memory-mapped temporary files (:class:`cpc.eval.storage.FeatureStore`) instead of RAM.
-    ``desc`` names the progress bar (say which split and models); ``bf16`` runs the encoders
-    under bf16 autocast, by default on CUDA GPUs with bf16 (:func:`bf16_features`); features
-    are returned in float32 either way.
+    encoder's compact projection if it has one) is taken from the same latent grid too; with
+    ``project`` as well, the pooled grids of every encoder whose projection is ready
+    (:func:`projection_ready`) go through it batch by batch (``encoder.compact``, in float32),
+    so ``{name}_compact`` holds ``encoder(images)`` and the wider pooled grid is never kept.
+    With ``memmap``, features go batch by batch to memory-mapped temporary files
+    (:class:`cpc.eval.storage.FeatureStore`) instead of RAM. ``desc`` names the progress bar
+    (say which split and models); ``bf16`` runs the encoders under bf16 autocast, by default
+    on CUDA GPUs with bf16 (:func:`bf16_features`); features are returned in float32 either way.
 
     Returns:
         ``({name: features (N, F_name)}, labels (N,))``; with ``compact`` also
@@ -167,24 +170,49 @@ def extract_feature_sets(
     labels: list[torch.Tensor] = []
     bf16 = bf16_features(device) if bf16 is None else bf16
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    projected = {
+        name for name, e in encoders.items() if compact and project and projection_ready(e)
+    }
     with contextlib.ExitStack() as stack:
         for encoder in encoders.values():
             stack.enter_context(_frozen_on(encoder, device))
         stack.enter_context(torch.inference_mode())
         for images, batch_labels in tqdm(loader, desc=desc, disable=not progress):
             images = _to_unit_float(images.to(device, non_blocking=True))
-            with autocast:
-                for name, encoder in encoders.items():
+            for name, encoder in encoders.items():
+                with autocast:
                     grid = encoder.forward_features(images)  # (B, D, Gh, Gw)
                     outputs[name].append(pool_grid(grid, pooling).float().cpu())
-                    if compact:
-                        outputs[f"{name}_compact"].append(encoder.pool(grid).float().cpu())
+                    pooled = encoder.pool(grid).float() if compact else None  # (B, F)
+                if name in projected:  # outside autocast: the projection runs in float32
+                    pooled = encoder.compact(pooled)  # (B, F) -> (B, compact_features)
+                if pooled is not None:
+                    outputs[f"{name}_compact"].append(pooled.cpu())
             if pixels:
                 outputs["pixels"].append(images.flatten(1).cpu())  # (B, C*H*W)
             labels.append(batch_labels.long().cpu())
     if not labels:
         raise ValueError("the loader yielded no batches: cannot extract features of nothing")
     return outputs.tensors(), torch.cat(labels)
+
+
+def projection_ready(encoder: nn.Module) -> bool:
+    """Whether ``encoder.compact`` can be applied: its compact projection is fitted, or it has
+    none (then ``compact`` is the identity)."""
+    projection = getattr(encoder, "compact_projection", None)
+    return projection is None or projection.fitted
+
+
+def project_rows(encoder: nn.Module, pooled: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """``encoder.compact`` of pooled grids ``(N, F)`` (on the CPU, memory-mapped or not),
+    ``chunk`` rows at a time on the projection's device: ``(N, compact_features)`` on the CPU,
+    each row as the projection of its batch gives it."""
+    projection = getattr(encoder, "compact_projection", None)
+    if projection is None:
+        return pooled
+    device = projection.basis.device
+    with torch.no_grad():
+        return torch.cat([encoder.compact(rows.to(device)).cpu() for rows in pooled.split(chunk)])
 
 
 def bf16_features(device: torch.device | str) -> bool:

@@ -30,6 +30,7 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,8 @@ import torch
 from torch import nn
 
 from cpc.eval.baseline_cache import BaselineCache, architecture, fingerprint
-from cpc.eval.features import bf16_features, extract_feature_sets, principal_components
-from cpc.eval.knn import knn_accuracy
+from cpc.eval.features import bf16_features, extract_feature_sets, project_rows, projection_ready
+from cpc.eval.knn import knn_accuracies
 from cpc.eval.linear_probe import linear_probe
 from cpc.eval.protocol import EvalData, EvalProtocol
 
@@ -127,20 +128,17 @@ def evaluate(
             f"{type(encoder).__name__} has no pool(grid) giving its compact feature: "
             "set report.compact false"
         )
+    scorer = Scorer(splits.num_classes, protocol, probe_kwargs, test_split)
     names = "encoder" + (" + compact" if protocol.compact else "")
     features, labels = extract_splits(
         {"encoder": encoder}, loaders, protocol, device, progress, names=names
     )
     dims = {name: f.shape[1] for name, f in features["train"].items()}
-    report: dict[str, Any] = score_models(
-        features, labels, test_split, splits.num_classes, protocol, probe_kwargs
-    )
+    report: dict[str, Any] = scorer.rows(features, labels)
     del features  # one model's features in memory at a time
     cached = False
     if baselines:
-        base, cached = baseline_rows(
-            encoder, splits, loaders, test_split, protocol, probe_kwargs, device, progress, cache
-        )
+        base, cached = baseline_rows(encoder, splits, loaders, scorer, device, progress, cache)
         dims["pixels"] = base.pop("pixel_dim")
         report.update(base)
     report = {name: report[name] for name in MODELS if name in report}  # table order
@@ -171,9 +169,21 @@ def extract_splits(
     pixels: bool = False,
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """``({split: {model: (N, F)}}, {split: labels (N,)})``, one pass over each split; the
-    progress bars read ``features <split>: <names>``."""
+    progress bars read ``features <split>: <names>``.
+
+    With ``protocol.compact``, also ``{model}_compact``: ``encoder(images)``, projected batch
+    by batch during the pass. A model whose compact projection is not fitted yet (a random-init
+    copy, a checkpoint other than ``last.ckpt``) gets it fitted on the ``"train"`` split's
+    pooled grids (the first split), without labels, as ``cpc fit`` does at the end of
+    training; that split is then projected, and the later ones batch by batch.
+    """
     features, labels = {}, {}
     for split, loader in loaders.items():
+        unfitted = [name for name, m in encoders.items() if not projection_ready(m)]
+        if protocol.compact and unfitted and split != "train":
+            raise ValueError(
+                f"the compact projection is fitted on 'train', read first, not {split!r}"
+            )
         features[split], labels[split] = extract_feature_sets(
             encoders,
             loader,
@@ -182,65 +192,84 @@ def extract_splits(
             progress,
             pixels=pixels,
             compact=protocol.compact,
+            project=True,
             memmap=protocol.memmap,
             desc=f"features {split}: {names}",
         )
-    if protocol.compact:  # encoder(images): each model's pooled grid through its projection
-        for name, model in encoders.items():
-            pooled = {split: features[split][f"{name}_compact"] for split in features}
-            for split, projected in project_compact(model, pooled).items():
-                features[split][f"{name}_compact"] = projected
+        for name in unfitted if protocol.compact else ():  # fit on "train", then project it
+            pooled = features[split][f"{name}_compact"]  # (N, F)
+            encoders[name].fit_compact(pooled)
+            features[split][f"{name}_compact"] = project_rows(encoders[name], pooled)
     return features, labels
 
 
-def project_compact(
-    encoder: nn.Module, pooled: Mapping[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """``encoder.compact`` of pooled grids ``{split: (N, F)}``: what ``encoder(images)`` gives.
+@dataclass(frozen=True)
+class Scorer:
+    """How the report scores features: one row per model.
 
-    An encoder whose compact projection is not fitted yet (a random-init copy, a checkpoint
-    other than ``last.ckpt``) gets it fitted first on the ``"train"`` split's pooled grids,
-    without labels, as ``cpc fit`` does at the end of training.
+    - kNN: bank ``"train"``, queries ``test_split`` and ``"val"`` (one index for both; the
+      kNN's ``val_top1`` is what choices between features are made on);
+    - linear probe: fit on ``"train"``, weight decay selected on ``"val"``, ``test_split``
+      evaluated once (:func:`cpc.eval.linear_probe.linear_probe` with ``probe_kwargs``).
+
+    A new kind of feature (another pooling) is another row.
     """
-    projection = getattr(encoder, "compact_projection", None)
-    if projection is None:
-        return dict(pooled)
-    if not projection.fitted:
-        encoder.fit_compact(pooled["train"])
-    device = projection.basis.device
-    with torch.no_grad():
-        return {split: encoder.compact(f.to(device)).cpu() for split, f in pooled.items()}
 
+    num_classes: int
+    protocol: EvalProtocol
+    probe_kwargs: Mapping[str, Any]
+    test_split: str = "test"
 
-def score_models(
-    features: Mapping[str, Mapping[str, torch.Tensor]],
-    labels: Mapping[str, torch.Tensor],
-    test_split: str,
-    num_classes: int,
-    protocol: EvalProtocol,
-    probe_kwargs: Mapping[str, Any],
-) -> dict[str, Any]:
-    """:func:`score_features` of every model in ``features`` (``{split: {model: (N, F)}}``)."""
-    return {
-        name: score_features(
-            {split: features[split][name] for split in features},
-            labels,
-            test_split,
-            num_classes,
-            protocol,
-            probe_kwargs,
+    def rows(
+        self,
+        features: Mapping[str, Mapping[str, torch.Tensor]],
+        labels: Mapping[str, torch.Tensor],
+    ) -> dict[str, Any]:
+        """:meth:`row` of every model in ``features`` (``{split: {model: (N, F)}}``)."""
+        return {
+            name: self.row({split: features[split][name] for split in features}, labels)
+            for name in features["train"]
+        }
+
+    def row(
+        self, features: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]
+    ) -> dict[str, Any]:
+        """``{"knn": ..., "linear": ...}`` of one model's features ``{split: (N, F)}``, labels
+        ``{split: (N,)}``."""
+        p, test = self.protocol, self.test_split
+        queries = {
+            split: (features[split], labels[split]) for split in dict.fromkeys((test, "val"))
+        }
+        knn = knn_accuracies(
+            features["train"],
+            labels["train"],
+            queries,
+            self.num_classes,
+            p.k,
+            p.temperature,
+            standardize=p.knn_standardize,
+            pca=p.knn_pca,  # fitted on the bank once for every query split
+            exact_max=p.knn_exact_max,
         )
-        for name in features["train"]
-    }
+        row = knn[test] if test == "val" else {**knn[test], "val_top1": knn["val"]["top1"]}
+        probe = linear_probe(
+            features["train"],
+            labels["train"],
+            features["val"],
+            labels["val"],
+            features[test],
+            labels[test],
+            self.num_classes,
+            **self.probe_kwargs,
+        )
+        return {"knn": row, "linear": probe}
 
 
 def baseline_rows(
     encoder: nn.Module,
     splits: EvalData,
     loaders: Mapping[str, Any],
-    test_split: str,
-    protocol: EvalProtocol,
-    probe_kwargs: Mapping[str, Any],
+    scorer: Scorer,
     device: torch.device | str | None,
     progress: bool,
     cache: bool,
@@ -248,6 +277,7 @@ def baseline_rows(
     """The rows of the random-init encoder (and its compact feature) and of raw pixels, plus
     ``"pixel_dim"``; from the cache when an earlier report stored them. Returns
     ``(rows, from_cache)``."""
+    protocol = scorer.protocol
     fresh = random_init(encoder, protocol.seed)
     device = torch.device(device) if device is not None else _device_of(encoder)
     store = BaselineCache() if cache else None
@@ -258,8 +288,8 @@ def baseline_rows(
             datamodule=f"{type(splits).__module__}.{type(splits).__qualname__}",
             architecture=architecture(fresh),
             protocol=protocol.as_dict(),
-            probe_kwargs={name: _jsonable(v) for name, v in probe_kwargs.items()},
-            test_split=test_split,
+            probe_kwargs={name: _jsonable(v) for name, v in scorer.probe_kwargs.items()},
+            test_split=scorer.test_split,
             num_classes=splits.num_classes,
             device=device.type,
             bf16=bf16_features(device),
@@ -273,7 +303,7 @@ def baseline_rows(
     features, labels = extract_splits(
         {"random_init": fresh}, loaders, protocol, device, progress, names, pixels=True
     )
-    rows = score_models(features, labels, test_split, splits.num_classes, protocol, probe_kwargs)
+    rows = scorer.rows(features, labels)
     rows["pixel_dim"] = features["train"]["pixels"].shape[1]
     if store is not None:
         store.save(key, rows)
@@ -283,55 +313,6 @@ def baseline_rows(
 def _device_of(module: nn.Module) -> torch.device:
     param = next(module.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
-
-
-def score_features(
-    features: Mapping[str, torch.Tensor],
-    labels: Mapping[str, torch.Tensor],
-    test_split: str,
-    num_classes: int,
-    protocol: EvalProtocol,
-    probe_kwargs: Mapping[str, Any],
-) -> dict[str, Any]:
-    """kNN (bank ``"train"``, queries ``test_split``) and linear probe (fit on ``"train"``,
-    selected on ``"val"``) of one model's features ``{split: (N, F)}``, labels ``{split: (N,)}``.
-
-    One row of the report; a new kind of feature (another pooling) is another call. The kNN's
-    ``val_top1`` (queries ``"val"``) is what choices between features are made on.
-    """
-    knn_features = dict(features)
-    if 0 < protocol.knn_pca < features["train"].shape[1]:  # fit once for every query split
-        mean, basis = principal_components(features["train"].float(), protocol.knn_pca)
-        knn_features = {split: (f.float() - mean) @ basis for split, f in features.items()}
-
-    def knn_on(split: str) -> dict[str, float]:
-        return knn_accuracy(
-            knn_features["train"],
-            labels["train"],
-            knn_features[split],
-            labels[split],
-            num_classes,
-            protocol.k,
-            protocol.temperature,
-            standardize=protocol.knn_standardize,
-            exact_max=protocol.knn_exact_max,
-        )
-
-    train, test = features["train"], features[test_split]
-    knn = knn_on(test_split)
-    if test_split != "val":
-        knn["val_top1"] = knn_on("val")["top1"]
-    probe = linear_probe(
-        train,
-        labels["train"],
-        features["val"],
-        labels["val"],
-        test,
-        labels[test_split],
-        num_classes,
-        **probe_kwargs,
-    )
-    return {"knn": knn, "linear": probe}
 
 
 def evaluate_encoder(

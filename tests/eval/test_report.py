@@ -1,3 +1,4 @@
+import collections
 import json
 import os
 
@@ -8,13 +9,14 @@ from torch import nn
 from cpc.data.datamodule import ImageDataModule
 from cpc.eval.protocol import EvalProtocol
 from cpc.eval.report import (
+    Scorer,
     evaluate_encoder,
     format_report,
     random_init,
-    score_features,
     write_report,
 )
-from cpc.models.encoder import ResNetEncoder
+from cpc.eval.storage import FeatureRows
+from cpc.models.encoder import PatchEncoder, ResNetEncoder
 
 # one candidate and few epochs: each Lightning run costs ~0.5 s here, the math is tested elsewhere
 PROBE = {"epochs": 2, "weight_decays": (0.0,), "batch_size": 32, "accelerator": "cpu"}
@@ -159,9 +161,7 @@ def test_compact_rows_score_what_encoder_of_images_returns(encoder):
         batches = [(wide(x.float() / 255), y) for x, y in dm.eval_dataloader(split)]
         feats[split] = torch.cat([f for f, _ in batches]).detach()
         labels[split] = torch.cat([y for _, y in batches])
-    by_hand = score_features(
-        feats, labels, "test", dm.num_classes, EvalProtocol(k=5), {"seed": 0, **PROBE}
-    )
+    by_hand = Scorer(dm.num_classes, EvalProtocol(k=5), {"seed": 0, **PROBE}).row(feats, labels)
     assert report["encoder_compact"]["knn"] == by_hand["knn"]
     assert report["encoder_compact"]["linear"]["top1"] == by_hand["linear"]["top1"]
 
@@ -225,8 +225,57 @@ def test_an_unfitted_compact_projection_is_fitted_on_train_and_scored_as_encoder
         feats[split] = torch.cat([f for f, _ in batches])
         labels[split] = torch.cat([y for _, y in batches])
     torch.testing.assert_close(torch.cov(feats["train"].T), torch.eye(6), atol=1e-3, rtol=0)
-    by_hand = score_features(
-        feats, labels, "test", dm.num_classes, EvalProtocol(k=5), {"seed": 0, **PROBE}
-    )
+    by_hand = Scorer(dm.num_classes, EvalProtocol(k=5), {"seed": 0, **PROBE}).row(feats, labels)
     assert report["encoder_compact"]["knn"] == by_hand["knn"]
     assert "random_init_compact" in report
+
+
+def test_each_image_is_encoded_once_per_model_and_a_fitted_projection_runs_per_batch(
+    encoder, monkeypatch
+):
+    """What the report's time and memory rest on: every image of every split goes through each
+    model's encoder once, for all its features; with a fitted compact projection (last.ckpt)
+    only the projected rows are kept, never the wider pooled grid; the unfitted random-init
+    copy keeps its pooled grid of the train split alone, to be fitted on."""
+    fitted = ResNetEncoder(in_channels=1, width=8, pool_size=2, compact_dim=6)
+    fitted.load_state_dict(encoder.state_dict(), strict=False)
+    dim = fitted.num_features
+    fitted.fit_compact(torch.randn(100, 4 * dim, generator=torch.Generator().manual_seed(0)))
+    images, widths = collections.Counter(), collections.Counter()
+    forward, append = PatchEncoder.forward_features, FeatureRows.append
+
+    def counting(self, x):
+        images["trained" if self is fitted else "random init"] += len(x)
+        return forward(self, x)
+
+    def recording(self, chunk):
+        widths[chunk.shape[1]] += len(chunk)
+        return append(self, chunk)
+
+    monkeypatch.setattr(PatchEncoder, "forward_features", counting)
+    monkeypatch.setattr(FeatureRows, "append", recording)
+    report = evaluate_encoder(fitted, Stripes(), k=5, probe_kwargs=PROBE, progress=False)
+    total, train = 48 + 16 + 32, 48
+    assert images == {"trained": total, "random init": total}
+    # mean-pooled rows of both models, compact rows (all of the trained model's, the random
+    # init's after its fit), the random init's pooled train grid, pixels
+    assert widths == {dim: 2 * total, 6: 2 * total - train, 4 * dim: train, 16 * 16: total}
+    assert report["meta"]["compact_dim"] == 6 and "random_init_compact" in report
+
+
+def test_one_knn_index_per_row(encoder, monkeypatch):
+    """The kNN's test and val queries search one index of the bank (the val top-1 is free)."""
+    import cpc.eval.knn as knn_module
+
+    original, banks = knn_module.build_index, []
+
+    def counting(bank, *args, **kwargs):
+        banks.append(len(bank))
+        return original(bank, *args, **kwargs)
+
+    monkeypatch.setattr(knn_module, "build_index", counting)
+    report = evaluate_encoder(
+        encoder, Stripes(), k=5, probe_kwargs=PROBE, progress=False, baselines=False
+    )
+    assert banks == [48, 48]  # encoder, encoder compact
+    assert set(report["encoder"]["knn"]) == {"top1", "top5", "val_top1"}
