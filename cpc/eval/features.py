@@ -166,7 +166,7 @@ def extract_feature_sets(
     if device is None:
         device = next((_device_of(e) for e in encoders.values()), torch.device("cpu"))
     device = torch.device(device)
-    outputs = FeatureStore(memmap)  # name -> rows, appended batch by batch
+    outputs = FeatureStore(memmap, _length(loader))  # name -> rows, appended batch by batch
     labels: list[torch.Tensor] = []
     bf16 = bf16_features(device) if bf16 is None else bf16
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -269,6 +269,17 @@ def _to_unit_float(images: torch.Tensor) -> torch.Tensor:
     if not images.is_floating_point():
         raise TypeError(f"expected uint8 or floating images, got {images.dtype}")
     return images.float()
+
+
+def _length(loader: Batches) -> int | None:
+    """How many images a ``DataLoader`` yields (its sampler's length, all batches kept); None
+    when it cannot say (an iterable dataset, a plain iterator)."""
+    if not isinstance(loader, DataLoader) or loader.drop_last:
+        return None
+    try:
+        return len(loader.sampler)
+    except TypeError:  # a sampler without a length
+        return None
 
 
 def _device_of(module: nn.Module) -> torch.device:

@@ -294,10 +294,8 @@ def knn_accuracies(
     query_sets = [features for features, _ in queries.values()]
     if 0 < pca < train_features.shape[1]:
         mean, basis = principal_components(train_features.float(), pca)  # (D,), (D, pca)
-        train_features = (train_features.float() - mean) @ basis  # (N, pca)
-        query_sets = [  # (Q, pca) each
-            (query.float() - mean.to(query)) @ basis.to(query) for query in query_sets
-        ]
+        train_features = _project(train_features, mean, basis)  # (N, pca)
+        query_sets = [_project(query, mean, basis) for query in query_sets]  # (Q, pca) each
     scores = _predict(
         train_features,
         train_labels,
@@ -314,6 +312,13 @@ def knn_accuracies(
         name: _accuracy(score, labels, num_classes)
         for (name, (_, labels)), score in zip(queries.items(), scores, strict=True)
     }
+
+
+def _project(features: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """``(x - mean) @ basis`` of ``features`` ``(n, D)``, ``CHUNK // 8`` rows at a time (no
+    centred copy of the whole set): ``(n, pca)`` float32 on the features' device."""
+    mean, basis = mean.to(features.device), basis.to(features.device)
+    return torch.cat([(rows.float() - mean) @ basis for rows in features.split(CHUNK // 8)])
 
 
 def _accuracy(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, float]:

@@ -71,3 +71,30 @@ def test_a_store_makes_each_feature_set_on_first_use():
     tensors = store.tensors()
     torch.testing.assert_close(tensors["a"], torch.tensor([[1.0] * 3, [1.0] * 3, [2.0] * 3]))
     assert tensors["b"].dtype == torch.float32 and tensors["b"].shape == (1, 5)
+
+
+@pytest.mark.parametrize("capacity", [None, 12, 40, 100])
+def test_rows_in_ram_fill_one_tensor_of_the_expected_length_and_keep_any_beyond(capacity):
+    chunks = list(torch.randn(40, 3, generator=torch.Generator().manual_seed(0)).split(7))
+    rows = FeatureRows(capacity=capacity)
+    for chunk in chunks:
+        rows.append(chunk)
+    features = rows.tensor()
+    assert torch.equal(features, torch.cat(chunks))
+    if capacity is not None and capacity >= 40:  # written in place: no copy at the end
+        assert features.untyped_storage().data_ptr() == rows.buffer.untyped_storage().data_ptr()
+
+
+def test_extraction_writes_a_loaders_rows_in_place(loader, monkeypatch):
+    """The features of a DataLoader of known length are allocated once, never concatenated."""
+    stores, tensor = [], FeatureRows.tensor
+
+    def recording(rows):
+        stores.append(rows)
+        return tensor(rows)
+
+    monkeypatch.setattr(FeatureRows, "tensor", recording)
+    feats, _ = extract_feature_sets({}, loader, progress=False, pixels=True)
+    (rows,) = stores
+    assert feats["pixels"].shape == (40, 28 * 28) and rows.chunks == []
+    assert feats["pixels"].untyped_storage().data_ptr() == rows.buffer.untyped_storage().data_ptr()
