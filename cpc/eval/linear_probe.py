@@ -47,10 +47,10 @@ class LinearClassifier(L.LightningModule):
     whatever the scale of its features, and conditions the problem so SGD converges in a few
     epochs. It is an affine map, so each head is still linear in the raw features.
 
-    The heads of a weight-decay sweep share every batch (read and standardised once) but
-    nothing else: the same initial weights, each its own loss term (the sum's gradient is each
-    head's own), its own SGD parameter group with its weight decay. So each head ends exactly
-    as if it had been trained alone, at a third of the cost of three runs for three heads.
+    The heads of a weight-decay sweep share every batch (read and standardised once, not per
+    head) and nothing else: each starts from the same initial weights, has its own loss term
+    (the sum's gradient is each head's own) and its own SGD parameter group with its weight
+    decay. So each head ends exactly as if it had been trained alone (tested bit for bit).
 
     Logs ``train_loss`` (the heads' summed loss) per step, ``val_top1_<h>``/``val_top5_<h>``
     for every head ``h`` and ``test_top1``/``test_top5`` of the :attr:`selected` head per
