@@ -21,6 +21,7 @@ from torch import nn
 
 from cpc.models.encoder import ResNetEncoder
 from cpc.random_state import TrainingRandomState
+from cpc.restart import EpochProgressFix
 from cpc.tasks.base import TaskFactory
 from cpc.tasks.cpc import CPCTask
 
@@ -175,8 +176,9 @@ class CPCModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """Every fit carries the training's random state through checkpoints (exact resume)."""
-        return [TrainingRandomState()]
+        """Every fit carries the training's random state through checkpoints and counts its
+        epochs right after a resume (exact resume)."""
+        return [TrainingRandomState(), EpochProgressFix()]
 
     def on_train_start(self) -> None:
         """A resumed run with more steps than the checkpoint planned (a raised ``max_steps`` or

@@ -1,20 +1,10 @@
 """Callbacks that inject faults into a fit (importable by ``class_path`` from a subprocess)."""
 
-import time
+import os
+import signal
 
 import lightning as L
 import torch
-
-
-class SlowSteps(L.Callback):
-    """Sleep ``seconds`` after every training batch (no random draws: results are unchanged),
-    so a test can kill a run between two steps."""
-
-    def __init__(self, seconds: float = 0.05) -> None:
-        self.seconds = seconds
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        time.sleep(self.seconds)
 
 
 class NonFiniteAt(L.Callback):
@@ -27,3 +17,22 @@ class NonFiniteAt(L.Callback):
         if trainer.global_step == self.step:
             with torch.no_grad():
                 next(pl_module.parameters()).fill_(float("nan"))
+
+
+class KillAt(L.Callback):
+    """SIGKILL this process at step ``step`` (the number of steps trained): ``at="batch"``
+    before its training batch (every checkpoint of the steps before it written), ``"validation"``
+    at the start of a validation (after the step's own checkpoint, before the epoch-end one)."""
+
+    def __init__(self, step: int, at: str = "batch") -> None:
+        self.step, self.at = step, at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._kill_if(trainer, "batch")
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._kill_if(trainer, "validation")
+
+    def _kill_if(self, trainer, at: str) -> None:
+        if at == self.at and trainer.global_step == self.step and not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGKILL)
