@@ -1,8 +1,8 @@
 """Checkpoints that survive a kill: written often, and atomically.
 
-:class:`PeriodicCheckpoint` writes ``last.ckpt`` every ``every_n_train_steps`` steps from the
-first ones (a ModelCheckpoint that monitors ``val/loss`` saves nothing before the first
-validation) and at the end of fit.
+:class:`PeriodicCheckpoint` writes ``last.ckpt`` every ``every_n_train_steps`` steps or
+``every_n_minutes`` from the first ones (a ModelCheckpoint that monitors ``val/loss`` saves
+nothing before the first validation) and at the end of fit.
 
 A kill or a full disk never destroys the last good checkpoint:
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +30,35 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
 class PeriodicCheckpoint(ModelCheckpoint):
-    """``last.ckpt`` every ``every_n_train_steps`` training steps and at the end of fit.
+    """``last.ckpt`` every ``every_n_train_steps`` training steps or ``every_n_minutes``,
+    whichever comes first, and at the end of fit.
 
-    A kill loses at most ``every_n_train_steps`` steps. With ``enable_version_counter=False``
-    it shares ``last.ckpt`` with a monitored ModelCheckpoint that also saves it (at each
-    validation): the file is always the newest state.
+    A kill loses at most that much work. With ``enable_version_counter=False`` it shares
+    ``last.ckpt`` with a monitored ModelCheckpoint that also saves it (at each validation): the
+    file is always the newest state. Under DDP every rank follows rank 0's clock.
 
     Args:
         dirpath: folder of ``last.ckpt``; default: the logger's ``checkpoints/``.
         every_n_train_steps: steps between saves (default 100, about a fifth of an epoch of
             ``configs/fashion_mnist.yaml``).
+        every_n_minutes: the most minutes of training between saves (default 10, for steps
+            slower than 6 s; None: steps only), counted from the start of fit or the last save.
     """
 
-    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 100) -> None:
-        if every_n_train_steps < 1:
-            raise ValueError(f"every_n_train_steps must be >= 1, got {every_n_train_steps}")
+    #: seconds of a monotonic clock (a test replaces it)
+    clock = staticmethod(time.monotonic)
+
+    def __init__(
+        self,
+        dirpath: str | None = None,
+        every_n_train_steps: int = 100,
+        every_n_minutes: float | None = 10.0,
+    ) -> None:
+        if every_n_train_steps < 1 or (every_n_minutes is not None and not every_n_minutes > 0):
+            raise ValueError(
+                "need every_n_train_steps >= 1 and every_n_minutes > 0 (or None), got "
+                f"{every_n_train_steps} and {every_n_minutes}"
+            )
         super().__init__(
             dirpath=dirpath,
             every_n_train_steps=every_n_train_steps,
@@ -51,13 +66,34 @@ class PeriodicCheckpoint(ModelCheckpoint):
             save_last=True,
             enable_version_counter=False,
         )
+        self.every_n_train_steps, self.every_n_minutes = every_n_train_steps, every_n_minutes
+        self._saved_at = 0.0  # clock() at the start of fit or the last save
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._saved_at = self.clock()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Lightning's save every ``every_n_train_steps``, else one when the minutes are up."""
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        now = self.clock()
+        if trainer.global_step % self.every_n_train_steps == 0:  # Lightning saved just now
+            self._saved_at = now
+        elif self.every_n_minutes is not None and not trainer.fast_dev_run:
+            due = now - self._saved_at >= 60 * self.every_n_minutes
+            if trainer.strategy.broadcast(due):  # every rank as rank 0: saving is collective
+                self._save_last(trainer)
+                self._saved_at = now
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Save the final state: a fit stopped by ``max_steps`` between two saves (and past
         the last validation) would otherwise leave an older ``last.ckpt``."""
         if not trainer.fast_dev_run and trainer.global_step > 0:
-            self.last_model_path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
-            trainer.save_checkpoint(self.last_model_path)
+            self._save_last(trainer)
+
+    def _save_last(self, trainer: L.Trainer) -> None:
+        self.last_model_path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
+        trainer.save_checkpoint(self.last_model_path)
 
 
 class CheckpointWriteError(OSError):

@@ -14,10 +14,10 @@
   (:mod:`cpc.precision`), resolved at start and printed in one line;
 - ``trainer.callbacks``: ``ModelCheckpoint`` keeping the best by ``val/loss`` and
   ``last.ckpt`` at each validation, :class:`cpc.checkpoint_io.PeriodicCheckpoint` writing
-  ``last.ckpt`` every 100 steps and at the end of fit, and ``LearningRateMonitor`` logging the
-  learning rate every step (a default list: a config's ``trainer.callbacks`` replaces it;
-  ``--trainer.enable_checkpointing false`` and ``--trainer.logger false`` drop the ones they
-  rule out);
+  ``last.ckpt`` every 100 steps or 10 minutes and at the end of fit, and
+  ``LearningRateMonitor`` logging the learning rate every step (a default list: a config's
+  ``trainer.callbacks`` replaces it; ``--trainer.enable_checkpointing false`` and
+  ``--trainer.logger false`` drop the ones they rule out);
 - ``trainer.plugins``: :class:`cpc.checkpoint_io.AtomicCheckpointIO` (temp file, fsync, rename:
   a kill or a full disk keeps the previous checkpoint);
 - ``trainer.logger``: :class:`cpc.loggers.RunLogger`, TensorBoard event files and a CSV
@@ -66,8 +66,8 @@ from cpc.throughput import ThroughputMonitor
 
 #: default callbacks, replaceable in a config or on the command line (``trainer.callbacks``).
 #: Two write ``last.ckpt`` (so no version counter, no ``last-v1.ckpt``): PeriodicCheckpoint
-#: every 100 steps from the first ones and at the end of fit, and a ModelCheckpoint at each
-#: validation, which also keeps the best by val/loss.
+#: every 100 steps or 10 minutes from the first ones and at the end of fit, and a
+#: ModelCheckpoint at each validation, which also keeps the best by val/loss.
 DEFAULT_CALLBACKS = [
     {
         "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
@@ -80,7 +80,7 @@ DEFAULT_CALLBACKS = [
     },
     {
         "class_path": "cpc.checkpoint_io.PeriodicCheckpoint",
-        "init_args": {"every_n_train_steps": 100},
+        "init_args": {"every_n_train_steps": 100, "every_n_minutes": 10},
     },
     {
         "class_path": "lightning.pytorch.callbacks.LearningRateMonitor",

@@ -7,6 +7,7 @@ import pytest
 import torch
 from helpers import fit_args
 
+from cpc.checkpoint_io import PeriodicCheckpoint
 from cpc.cli import DEFAULT_CALLBACKS, cli_main
 
 PERIODIC = {"class_path": "cpc.checkpoint_io.PeriodicCheckpoint", "init_args": {}}
@@ -18,9 +19,35 @@ def callbacks(*extra: dict, every: int = 1) -> str:
     return "--trainer.callbacks=" + json.dumps([DEFAULT_CALLBACKS[0], periodic, *extra])
 
 
-def test_default_saves_last_every_100_steps():
+def test_default_saves_last_every_100_steps_or_10_minutes():
     periodic = [c for c in DEFAULT_CALLBACKS if c["class_path"] == PERIODIC["class_path"]]
-    assert periodic and periodic[0]["init_args"]["every_n_train_steps"] == 100
+    assert periodic and periodic[0]["init_args"] == {
+        "every_n_train_steps": 100,
+        "every_n_minutes": 10,
+    }
+
+
+def test_minutes_save_between_step_saves_by_a_clock_counted_from_the_last_save(
+    tiny_folder, tmp_path, monkeypatch
+):
+    """A fake clock a minute later at every call (fit start, then every step); saves every 4
+    steps or 2.5 minutes: the minutes run out at steps 3 and 7 (4 and 8 save by steps)."""
+    minutes = iter(range(1000))
+    monkeypatch.setattr(PeriodicCheckpoint, "clock", staticmethod(lambda: 60.0 * next(minutes)))
+    saves = []
+    save_last = PeriodicCheckpoint._save_last
+    monkeypatch.setattr(
+        PeriodicCheckpoint,
+        "_save_last",
+        lambda self, t: saves.append(t.global_step) or save_last(self, t),
+    )
+    periodic = {**PERIODIC, "init_args": {"every_n_train_steps": 4, "every_n_minutes": 2.5}}
+    callbacks = "--trainer.callbacks=" + json.dumps([periodic])
+    args = fit_args(tiny_folder, tmp_path / "run", callbacks, "--trainer.max_epochs=-1")
+    cli_main([*args, "--trainer.max_steps=9", "--trainer.limit_val_batches=0"])
+    assert saves == [3, 7, 9]  # 9: the end of fit
+    with pytest.raises(ValueError, match="every_n_minutes > 0"):
+        PeriodicCheckpoint(every_n_minutes=0)
 
 
 def test_nan_stop_before_any_validation_keeps_and_names_the_last_checkpoint(tiny_folder, tmp_path):
