@@ -13,6 +13,8 @@ periodic checkpoint after the epoch's last batch). Two cases, seen in ``benchmar
   checkpoints written later misplace the data position (``ImageDataModule.state_dict``
   reads it from these counters): a second kill resumes at the start of the epoch.
 
+After the first case the logging step is also one ahead (metrics land one step late).
+
 :class:`EpochProgressFix` restores the two invariants of an uninterrupted fit, so that every
 checkpoint a resumed run writes equals the uninterrupted run's.
 """
@@ -23,13 +25,16 @@ import lightning as L
 
 
 class EpochProgressFix(L.Callback):
-    """During a training batch the fit loop has started one epoch more than it processed; in
-    ``on_train_epoch_end`` it has processed the epochs it started. A no-op when Lightning
-    counts right (every epoch of an uninterrupted fit)."""
+    """During a training batch the fit loop has started one epoch more than it processed, and
+    the logging step is the number of steps trained; in ``on_train_epoch_end`` it has processed
+    the epochs it started. A no-op when Lightning counts right (every step of an uninterrupted
+    fit)."""
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         for counts in _counts(trainer):
             counts.ready = counts.started = max(counts.started, counts.processed + 1)
+        # the logging step: one ahead after an epoch-end resume (one optimizer: its steps)
+        trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for counts in _counts(trainer):
