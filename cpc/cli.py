@@ -211,6 +211,7 @@ def check_resume(config: Any, fit: bool) -> None:
             save_dir = args.get("save_dir") or trainer.default_root_dir or "."
             args.version = run_version(path, save_dir, args.get("name") or "lightning_logs")
             if args.version is not None:  # its checkpoints/ is not empty: expected here
+                args.purge_step = checkpoint["global_step"]  # the first step logged again
                 warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
 
 

@@ -6,8 +6,9 @@ once, by TensorBoard) that also writes every logged value to ``metrics.csv`` in 
 curves are readable without TensorBoard (``cpc.viz`` and the notebook read the CSV).
 
 A resumed fit (``cpc fit --ckpt_path .../version_N/checkpoints/last.ckpt``) logs into the same
-``version_N`` (the CLI sets ``version``): ``metrics.csv`` keeps the rows logged before the
-resumed steps and continues after them, so curves are whole.
+``version_N`` (the CLI sets ``version`` and ``purge_step``): ``metrics.csv`` keeps the rows
+logged before the resumed steps and continues after them, and TensorBoard hides the events a
+killed run logged after its checkpoint, so curves are whole.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class RunLogger(TensorBoardLogger):
         save_dir: parent of ``name/``; ``cpc fit`` links it to ``trainer.default_root_dir``.
         name: experiment folder under ``save_dir``.
         version: ``None`` takes the next free ``version_N``; an int or a folder name reuses it.
+        purge_step: TensorBoard hides the events a previous run logged in this version at this
+            step and after (``cpc fit --ckpt_path`` sets the checkpoint's step: what a killed
+            run logged after its checkpoint is logged again).
     """
 
     def __init__(
@@ -37,8 +41,9 @@ class RunLogger(TensorBoardLogger):
         save_dir: str | os.PathLike = ".",
         name: str = "lightning_logs",
         version: int | str | None = None,
+        purge_step: int | None = None,
     ) -> None:
-        super().__init__(save_dir, name=name, version=version)
+        super().__init__(save_dir, name=name, version=version, purge_step=purge_step)
         self.csv: CSVLogger | None = None  # made on first use, once TensorBoard's folder exists
         self.previous_rows: list[dict[str, str]] = []  # metrics.csv of the run resumed here
 

@@ -10,8 +10,9 @@ Splits (the official test split is never used by ``train_dataloader``/``val_data
   kNN and the linear probe.
 
 The train order is a :class:`~cpc.data.sampler.ResumableRandomSampler` seeded by
-``seed_everything``; :meth:`state_dict` (saved in every checkpoint) holds its seed, epoch and
-position, so a run resumed mid-epoch sees exactly the images it had not yet trained on.
+``seed_everything`` (under DDP, each rank takes its share of that order); :meth:`state_dict`
+(saved in every checkpoint) holds its seed, epoch and position, so a run resumed mid-epoch
+sees exactly the images it had not yet trained on (with as many DDP ranks as before).
 
 Batches stay uint8 through the DataLoader (4x less to copy) and become float32 in [0, 1] in
 ``on_after_batch_transfer``, on the device. Augmentation and patches belong to the model.
@@ -214,7 +215,9 @@ class ImageDataModule(L.LightningDataModule):
     def _train_sampler(self, dataset: Dataset, batch_size: int) -> ResumableRandomSampler:
         """The train order: seeded by ``seed_everything``, or where a checkpoint left it."""
         seed = self._shuffle.get("seed", torch.initial_seed())
-        sampler = ResumableRandomSampler(len(dataset), seed)
+        trainer = self.trainer
+        ranks = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        sampler = ResumableRandomSampler(len(dataset), seed, *ranks)
         sampler.epoch = self._shuffle.get("epoch", 0)
         sampler.start = self._shuffle.get("start", 0) * batch_size
         self._shuffle = {}

@@ -1,10 +1,12 @@
-"""A shuffling sampler that can start mid-epoch: the data order of an exact resume.
+"""A shuffling sampler that can start mid-epoch: the data order of an exact resume, on every rank.
 
 Epoch ``e`` visits the images in ``torch.randperm(n)`` drawn from a generator seeded with
 ``(seed, e)``: the order is a pure function of the seed and the epoch, drawn from no global
-random state, so validation or a new DataLoader iterator never shifts it. ``start`` skips the
-images already trained on in that epoch (a resumed run sets it once; the next epoch starts at
-0). Lightning calls ``set_epoch`` at the start of every epoch.
+random state, so validation or a new DataLoader iterator never shifts it. Under DDP, rank ``r``
+of ``R`` takes every ``R``-th index of that order from the ``r``-th, ``n // R`` of them (the
+same number on every rank). ``start`` skips the images this rank already trained on in that
+epoch (a resumed run sets it once; the next epoch starts at 0). Lightning calls ``set_epoch``
+at the start of every epoch.
 """
 
 from __future__ import annotations
@@ -12,15 +14,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 
-class ResumableRandomSampler(Sampler[int]):
-    """Indices ``0..num_samples-1`` in a fresh order every epoch, resumable at any position.
+class ResumableRandomSampler(DistributedSampler):
+    """This rank's indices of ``0..size-1``, in a fresh order every epoch, resumable anywhere.
+
+    A :class:`~torch.utils.data.DistributedSampler`, so that under DDP Lightning uses it as it
+    is (it would wrap any other sampler in one that shards its order again and knows no
+    position to resume from).
 
     Args:
-        num_samples: dataset size ``n``.
-        seed: seed of every epoch's order (``cpc fit`` takes it from ``seed_everything``).
+        size: dataset size ``n``.
+        seed: seed of every epoch's order (``cpc fit`` takes it from ``seed_everything``; the
+            same on every rank).
+        num_replicas: DDP world size ``R`` (a resumed run needs the same).
+        rank: this process's global rank ``r``.
 
     Example:
         >>> sampler = ResumableRandomSampler(10, seed=0)
@@ -29,24 +38,21 @@ class ResumableRandomSampler(Sampler[int]):
         True
     """
 
-    def __init__(self, num_samples: int, seed: int) -> None:
-        self.num_samples = num_samples
-        self.seed = seed
-        self.epoch = 0
+    def __init__(self, size: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(range(size), num_replicas, rank, shuffle=True, seed=seed, drop_last=True)
         self.start = 0  # images of this epoch to skip, once
 
     def order(self, epoch: int) -> list[int]:
-        """Epoch ``epoch``'s order of all ``num_samples`` indices."""
+        """This rank's indices in epoch ``epoch`` (all ``n`` of them on one process)."""
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
-        return torch.randperm(self.num_samples, generator=generator).tolist()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        order = torch.randperm(len(self.dataset), generator=generator)[: self.total_size]
+        return order[self.rank :: self.num_replicas].tolist()
 
     def __iter__(self) -> Iterator[int]:
         start, self.start = self.start, 0
         yield from self.order(self.epoch)[start:]
 
     def __len__(self) -> int:
-        """The whole epoch: Lightning counts the batches of a resumed epoch from where it was."""
+        """This rank's whole epoch: Lightning counts the batches of a resumed epoch from where
+        it was."""
         return self.num_samples

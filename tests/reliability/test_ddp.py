@@ -3,6 +3,7 @@
 Training with a weight-0 task (frozen, so DDP waits for no gradient of it), the online kNN
 after validation, and the end-of-fit report on rank 0 alone (its linear probe must not wait for
 the other rank); the report must equal a single-process ``cpc eval`` of the final checkpoint.
+Killed mid-epoch and resumed, the fit ends with the uninterrupted run's weights.
 """
 
 import csv
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import fit_args, write_image_folder
 
 from cpc.cli import eval_main
@@ -25,30 +27,51 @@ TASKS = (
 )
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory) -> Path:
-    """The run folder of a 2-process gloo ddp_spawn fit with online kNN and report."""
-    tmp = tmp_path_factory.mktemp("ddp")
-    train = write_image_folder(tmp / "train", per_class=16)
-    test = write_image_folder(tmp / "test", per_class=8)
+#: last.ckpt after every step, so a kill leaves a mid-epoch checkpoint
+CALLBACKS = [
+    {"class_path": "cpc.checkpoint_io.PeriodicCheckpoint", "init_args": {"every_n_train_steps": 1}}
+]
+
+
+def ddp_fit(
+    tmp: Path, out: Path, *extra: str, kill: int | None = None
+) -> subprocess.CompletedProcess:
+    """A 2-process gloo ddp_spawn fit of ``tmp/train`` (24 train images: 12 a rank, 3 batches
+    of 4 an epoch, 6 steps) with online kNN and report, through the console script; ``kill``:
+    both ranks SIGKILL themselves before that step (:class:`faults.KillAt`)."""
+    kills = [{"class_path": "faults.KillAt", "init_args": {"step": kill}}] if kill else []
     args = fit_args(
-        train,
-        tmp / "run",
+        tmp / "train",
+        out,
         f"--model.tasks={TASKS}",
+        f"--trainer.callbacks={json.dumps(CALLBACKS + kills)}",
+        *extra,
         **{
-            "data.test_root": test,
+            "data.test_root": tmp / "test",
+            "data.batch_size": 4,
             "trainer.devices": 2,
             "trainer.strategy": "ddp_spawn",
+            "trainer.max_epochs": -1,
+            "trainer.max_steps": 6,
+            "trainer.deterministic": "true",
             "report.enabled": "true",
             "report.k": 5,
             "report.probe_kwargs": '{"epochs": 3}',
         },
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "cpc.cli", *args], capture_output=True, text=True, env=env,
-        timeout=600,
-    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests' / 'reliability'}"}
+    env["OMP_NUM_THREADS"] = "1"
+    command = [sys.executable, "-m", "cpc.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> Path:
+    """The run folder of an uninterrupted :func:`ddp_fit`."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    write_image_folder(tmp / "train", per_class=16)
+    write_image_folder(tmp / "test", per_class=8)
+    done = ddp_fit(tmp, tmp / "run")
     assert done.returncode == 0, done.stderr[-3000:]
     (folder,) = (tmp / "run" / "lightning_logs").iterdir()
     return folder
@@ -58,7 +81,7 @@ def test_ddp_fit_logs_the_online_knn_and_trains_with_a_weight_0_task(ddp_run):
     with (ddp_run / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     knn = [float(r["val/knn_top1"]) for r in rows if r.get("val/knn_top1")]
-    assert len(knn) == 1 and 0 <= knn[0] <= 1  # after the validation
+    assert len(knn) == 2 and all(0 <= value <= 1 for value in knn)  # after each validation
     assert not any(key.startswith("train/rotation") for key in rows[0])  # weight 0: skipped
 
 
@@ -81,3 +104,21 @@ def test_ddp_report_equals_a_single_process_eval_of_the_last_checkpoint(ddp_run,
             assert ddp[model]["linear"][key] == pytest.approx(
                 single[model]["linear"][key], abs=1 / 16 + 1e-9
             )
+
+
+def test_ddp_fit_killed_mid_epoch_and_resumed_is_bit_identical(ddp_run, tmp_path):
+    """Each rank resumes at its own place in the shared data order: killed inside the second
+    epoch and resumed, the fit ends with the uninterrupted run's weights."""
+    out = tmp_path / "killed"
+    killed = ddp_fit(ddp_run.parents[2], out, kill=5)
+    assert killed.returncode != 0
+    (last,) = out.rglob("last.ckpt")
+    assert torch.load(last, weights_only=True)["global_step"] == 5  # 2 of epoch 1's 3 batches
+    resumed = ddp_fit(ddp_run.parents[2], out, f"--ckpt_path={last}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    whole = torch.load(ddp_run / "checkpoints" / "last.ckpt", weights_only=True)
+    got = torch.load(last, weights_only=True)
+    assert got["global_step"] == whole["global_step"] == 6
+    weights = whole["state_dict"]
+    differ = [name for name in weights if not torch.equal(weights[name], got["state_dict"][name])]
+    assert not differ, f"{len(differ)} of {len(weights)} tensors differ: {differ}"

@@ -6,6 +6,7 @@ that without that fix the data order drifts: after the checkpoint of an epoch's 
 after the epoch-end checkpoint of the ``val/loss`` ModelCheckpoint.
 """
 
+import csv
 import json
 import os
 import random
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 from helpers import fit_args
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cpc.cli import cli_main
 
@@ -41,6 +43,7 @@ def args(folder: Path, out: Path, *extra: str, kill: dict | None = None) -> list
         "--trainer.max_epochs=-1",
         f"--trainer.max_steps={MAX_STEPS}",
         "--trainer.deterministic=true",
+        "--trainer.log_every_n_steps=1",
         "--seed_everything=3",
         *extra,
     )
@@ -80,3 +83,22 @@ def test_killed_at_epoch_ends_and_inside_one_and_resumed_is_bit_identical(tiny_f
     assert expected.keys() == got.keys()
     differ = [name for name in expected if not torch.equal(expected[name], got[name])]
     assert not differ, f"killed after steps {steps}: {len(differ)} tensors differ: {differ}"
+    # the curves are whole: every loss at the uninterrupted run's steps, once (CSV, TensorBoard),
+    # but the validation killed at step `end` (logged at end - 1): Lightning does not rerun it
+    runs = [folder / "lightning_logs" / "version_0" for folder in (tmp_path / "whole", out)]
+    for losses in (csv_losses, tensorboard_losses):
+        killed_val = (end - 1, "val/loss")
+        assert losses(runs[1]) == [x for x in losses(runs[0]) if x[:2] != killed_val]
+
+
+def csv_losses(run: Path) -> list[tuple[int, str, float]]:
+    with open(run / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    keys = ("train/loss", "val/loss")
+    return sorted((int(r["step"]), key, float(r[key])) for r in rows for key in keys if r.get(key))
+
+
+def tensorboard_losses(run: Path) -> list[tuple[int, str, float]]:
+    events = EventAccumulator(str(run)).Reload()  # hides what a purge_step hid
+    keys = ("train/loss", "val/loss")
+    return sorted((e.step, key, e.value) for key in keys for e in events.Scalars(key))
