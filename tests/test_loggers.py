@@ -1,0 +1,26 @@
+"""RunLogger after a resume: what the killed run logged from the checkpoint's step on is
+dropped from metrics.csv and hidden in TensorBoard, so each step is logged once."""
+
+import csv
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cpc.loggers import RunLogger
+
+
+def test_a_resumed_run_replaces_what_the_killed_run_logged_after_its_checkpoint(tmp_path):
+    killed = RunLogger(tmp_path, version=0)
+    for step in range(6):  # killed after step 5, its last checkpoint at step 3
+        killed.log_metrics({"train/loss": float(step)}, step)
+    killed.finalize("failed")
+    resumed = RunLogger(tmp_path, version=0, purge_step=3)
+    for step in (3, 4):
+        resumed.log_metrics({"train/loss": 10.0 + step}, step)
+    resumed.finalize("success")
+
+    expected = [(0, 0.0), (1, 1.0), (2, 2.0), (3, 13.0), (4, 14.0)]
+    with open(resumed.log_dir + "/metrics.csv") as file:
+        rows = [(int(r["step"]), float(r["train/loss"])) for r in csv.DictReader(file)]
+    assert rows == expected
+    events = EventAccumulator(resumed.log_dir).Reload().Scalars("train/loss")
+    assert [(e.step, e.value) for e in events] == expected
