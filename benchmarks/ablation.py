@@ -37,8 +37,10 @@ from cpc.models.context import TransformerContext
 from cpc.models.encoder import ResNetEncoder
 from cpc.module import CPCModule
 from cpc.tasks.cpc import CPCTask
+from cpc.tasks.rotation import RotationTask
 
-#: name -> changes from the defaults: encoder kwargs, CPC task kwargs, optimiser settings
+#: name -> changes from the defaults: encoder kwargs, CPC task kwargs, patch augmentation,
+#: optimiser settings, and ``rotation``: RotationTask kwargs to train it alongside CPC
 VARIANTS: dict[str, dict] = {
     "base": {},
     "no_skip_constant": {"cpc": {"skip_constant": False}},
@@ -57,6 +59,19 @@ VARIANTS: dict[str, dict] = {
         "encoder": {"width": 64},
         "cpc": {"directions": ["down", "up", "right", "left"]},
     },
+    # on top of width 24: larger patches (5x5 grid; steps >= 3 keep targets off the context rows)
+    "width24_patch12_stride4_steps34": {
+        "encoder": {"width": 24, "patch_size": 12, "patch_stride": 4},
+        "cpc": {"steps": [3, 4]},
+    },
+    # 10x10 patches every 6 pixels: a 4x4 grid overlapping by 4 pixels
+    "width24_patch10_stride6_steps23": {
+        "encoder": {"width": 24, "patch_size": 10, "patch_stride": 6},
+        "cpc": {"steps": [2, 3]},
+    },
+    "width24_steps2345": {"encoder": {"width": 24}, "cpc": {"steps": [2, 3, 4, 5]}},
+    # CPC plus rotation prediction (RotationTask's defaults, weight 1) on the same encoder
+    "width24_plus_rotation": {"encoder": {"width": 24}, "rotation": {}},
 }
 
 
@@ -75,10 +90,10 @@ def build(variant: dict) -> CPCModule:
         cpc_kwargs["context"] = TransformerContext
     if "augment" in variant:
         cpc_kwargs["augment"] = PatchAugment(**variant["augment"])
-    return CPCModule(
-        encoder=ResNetEncoder(**variant.get("encoder", {})),
-        tasks=[partial(CPCTask, **cpc_kwargs)],
-    )
+    tasks = [partial(CPCTask, **cpc_kwargs)]
+    if "rotation" in variant:
+        tasks.append(partial(RotationTask, **variant["rotation"]))
+    return CPCModule(encoder=ResNetEncoder(**variant.get("encoder", {})), tasks=tasks)
 
 
 def pretrain(module: CPCModule, images: torch.Tensor, steps: int, batch_size: int, lr: float):

@@ -1,0 +1,37 @@
+"""benchmarks/ablation.py's variants: each builds and takes a finite training step."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from cpc.models.patches import grid_size
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_ablation():
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "benchmarks/ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ABLATION = load_ablation()
+
+
+@pytest.mark.parametrize("name", sorted(ABLATION.VARIANTS))
+def test_variant_builds_and_trains_one_step(name):
+    variant = ABLATION.VARIANTS[name]
+    torch.manual_seed(0)
+    module = ABLATION.build(variant)
+    images = torch.rand(4, 1, 28, 28)
+    metrics = module.shared_step(images, "train")
+    metrics["train/loss"].backward()
+    assert torch.isfinite(metrics["train/loss"])
+    encoder = variant.get("encoder", {})
+    g = grid_size(28, encoder.get("patch_size", 8), encoder.get("patch_stride", 4))
+    width = encoder.get("width", 32) * 2 ** (len(encoder.get("stages", (1, 1))) - 1)
+    assert module.encoder.forward_features(images).shape == (4, width, g, g)
+    assert ("rotation" in module.tasks) == ("rotation" in variant)
