@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 import warnings
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 
@@ -44,8 +46,18 @@ class RunLogger(TensorBoardLogger):
         purge_step: int | None = None,
     ) -> None:
         super().__init__(save_dir, name=name, version=version, purge_step=purge_step)
+        self.purge_step = purge_step
         self.csv: CSVLogger | None = None  # made on first use, once TensorBoard's folder exists
         self.previous_rows: list[dict[str, str]] = []  # metrics.csv of the run resumed here
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        """TensorBoard's writer; a resumed run's event file is named to sort after the files
+        already in the folder (see :func:`wait_for_a_later_second`)."""
+        if self._experiment is None and self.purge_step is not None:
+            wait_for_a_later_second(Path(self.log_dir))
+        return super().experiment
 
     def _metrics_csv(self) -> CSVLogger:
         if self.csv is None:
@@ -97,6 +109,20 @@ class RunLogger(TensorBoardLogger):
         super().finalize(status)
         if self.csv is not None:
             self.csv.finalize(status)
+
+
+def wait_for_a_later_second(folder: Path) -> None:
+    """Return once the clock's second is past that of every event file in ``folder``.
+
+    TensorBoard reads a folder's event files in name order, and a name is
+    ``events.out.tfevents.<second>.<host>.<pid>...``: a run resumed within the second its killed
+    predecessor started could sort first, and the predecessor's purge would then hide the
+    resumed run's events. Waits at most about a second, and only when resuming.
+    """
+    names = [p.name.split(".") for p in folder.glob("events.out.tfevents.*")]
+    seconds = [int(parts[3]) for parts in names if len(parts) > 3 and parts[3].isdigit()]
+    while seconds and int(time.time()) <= max(seconds):
+        time.sleep(0.05)
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

@@ -2,6 +2,7 @@
 dropped from metrics.csv and hidden in TensorBoard, so each step is logged once."""
 
 import csv
+from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -24,3 +25,19 @@ def test_a_resumed_run_replaces_what_the_killed_run_logged_after_its_checkpoint(
     assert rows == expected
     events = EventAccumulator(resumed.log_dir).Reload().Scalars("train/loss")
     assert [(e.step, e.value) for e in events] == expected
+
+
+def test_a_resumed_runs_event_file_sorts_after_one_written_in_the_same_second(tmp_path):
+    first = RunLogger(tmp_path, version=0)
+    first.log_metrics({"train/loss": 1.0}, step=0)
+    first.finalize("success")
+    # a resume within the same second: its file must still come last in TensorBoard's read order
+    resumed = RunLogger(tmp_path, version=0, purge_step=0)
+    resumed.log_metrics({"train/loss": 2.0}, step=0)
+    resumed.finalize("success")
+    files = sorted(Path(resumed.log_dir).glob("events.out.tfevents.*"))
+    assert len(files) == 2
+    seconds = [int(f.name.split(".")[3]) for f in files]
+    assert seconds[0] < seconds[1]
+    events = EventAccumulator(resumed.log_dir).Reload()
+    assert [e.value for e in events.Scalars("train/loss")] == [2.0]
