@@ -6,7 +6,9 @@ part, which ``cpc eval`` takes too).
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -86,3 +88,15 @@ def write_image_folder(root: Path, classes=("a", "b"), per_class=12, size=28, mo
             pixels = rng.integers(0, 255, shape, dtype=np.uint8)
             Image.fromarray(pixels, mode=mode).save(root / cls / f"{i}.png")
     return root
+
+
+#: the repository's root, where ``benchmarks/`` lies
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,24 +1,12 @@
 """benchmarks/ablation.py's variants: each builds and takes a finite training step."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from helpers import load_benchmark
 
 from cpc.models.patches import grid_size
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_ablation():
-    spec = importlib.util.spec_from_file_location("ablation", ROOT / "benchmarks/ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ABLATION = load_ablation()
+ABLATION = load_benchmark("ablation")
 
 
 @pytest.mark.parametrize("name", sorted(ABLATION.VARIANTS))

@@ -1,23 +1,12 @@
 """benchmarks/gpu_check.py's table, built on the CPU with 2 steps (the GPU run is the lead's)."""
 
-import importlib.util
 import subprocess
-from pathlib import Path
 
-from helpers import data_args
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks/gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import ROOT, data_args, load_benchmark
 
 
 def test_gpu_check_prints_one_row_per_fit(tiny_folder, tmp_path, capsys):
-    gpu_check = load_gpu_check()
+    gpu_check = load_benchmark("gpu_check")
     extra = [*data_args(tiny_folder), "--model.encoder.width=8"]
     rows = gpu_check.main(
         ["--device=cpu", "--steps=3", "--window=2", "--precision", "32", "--compile", "false"]
