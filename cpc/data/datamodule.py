@@ -288,3 +288,20 @@ def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.cat([p.images[p.indices] for p in parts])  # type: ignore[attr-defined]
     labels = torch.cat([p.labels[p.indices] for p in parts])  # type: ignore[attr-defined]
     return images, labels
+
+
+class ShapeFromOptions:
+    """``num_channels`` and ``image_size`` from a data module's own ``channels`` and
+    ``image_size`` options (kept as ``_channels``, ``_image_size``): for sources whose images
+    are not read before setup. Put it before :class:`ImageDataModule` in the bases."""
+
+    _channels: int
+    _image_size: int
+
+    @property
+    def num_channels(self) -> int:
+        return self._channels
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self._image_size, self._image_size)

@@ -13,11 +13,11 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from cpc.data.datamodule import ImageDataModule, Source
+from cpc.data.datamodule import ImageDataModule, ShapeFromOptions, Source
 from cpc.data.datasets import DatasetNotFoundError
 
 
-class ImageFolderDataModule(ImageDataModule):
+class ImageFolderDataModule(ShapeFromOptions, ImageDataModule):
     """Your own images, ``root/<class>/<image>``, decoded once into memory at setup.
 
     Suits small and medium folders (memory: ``N * channels * image_size**2`` bytes); unreadable
@@ -57,14 +57,6 @@ class ImageFolderDataModule(ImageDataModule):
         self._image_size = image_size
         self._channels = channels
         self._class_names: list[str] | None = None
-
-    @property
-    def num_channels(self) -> int:
-        return self._channels
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return (self._image_size, self._image_size)
 
     @property
     def class_names(self) -> list[str]:

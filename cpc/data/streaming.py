@@ -25,7 +25,7 @@ from litdata import StreamingDataLoader, StreamingDataset
 from torch.utils.data import DataLoader
 from torchvision.io import ImageReadMode, decode_image
 
-from cpc.data.datamodule import EvalSplit, ImageDataModule
+from cpc.data.datamodule import EvalSplit, ImageDataModule, ShapeFromOptions
 from cpc.data.datasets import DatasetNotFoundError
 
 
@@ -87,7 +87,7 @@ class ResumableStreamingDataLoader(StreamingDataLoader):
         self._restored = obj
 
 
-class StreamingDataModule(ImageDataModule):
+class StreamingDataModule(ShapeFromOptions, ImageDataModule):
     """Pretrain on litdata chunks streamed from a folder or object storage (bounded memory).
 
     Prepare the chunks once (``python -m cpc.data.prepare stream --src FOLDER --out DIR``, see
@@ -149,14 +149,6 @@ class StreamingDataModule(ImageDataModule):
         self.max_cache_size = max_cache_size
         self._train_loader: ResumableStreamingDataLoader | None = None
         self._resume_state: dict[str, Any] | None = None
-
-    @property
-    def num_channels(self) -> int:
-        return self._channels
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return (self._image_size, self._image_size)
 
     @property
     def class_names(self) -> list[str]:
