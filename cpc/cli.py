@@ -52,7 +52,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from cpc.checkpoint import load_encoder, run_config
-from cpc.console import CLIParser, Parser, QuietStart, debug, error_line, quiet_lightning
+from cpc.console import CLIParser, Parser, QuietStart, quiet_lightning, run_with_one_line_errors
 from cpc.data.datamodule import ImageDataModule
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
 from cpc.eval.protocol import EvalProtocol, protocol_names
@@ -360,16 +360,14 @@ def main() -> None:
     and exit with status 1; ``CPC_DEBUG=1`` shows the traceback. Errors in the command line
     itself are one line too, with status 2 (:class:`cpc.console.OneLineErrors`).
     """
-    try:
+
+    def command() -> None:
         if sys.argv[1:2] == ["eval"]:
             eval_main(sys.argv[2:])
         else:
             cli_main()
-    except Exception as err:
-        line = error_line(err)
-        if line is None or debug():
-            raise
-        sys.exit(f"cpc: error: {line} (CPC_DEBUG=1 shows the traceback)")
+
+    run_with_one_line_errors(command, "cpc")
 
 
 if __name__ == "__main__":

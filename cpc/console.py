@@ -5,6 +5,7 @@
   ``CPC_DEBUG=1`` prints jsonargparse's full message and usage instead.
 - :func:`error_line`: the one line ``cpc`` prints for an exception about the user's input or
   machine (bad values, missing files, a full disk, ...), or None for a bug (a traceback).
+- :func:`run_with_one_line_errors`: runs a command's main, ending it with that line.
 - :func:`quiet_lightning`: drops the lines of a fit's start that say nothing about this run
   (seed notice, logger and model-registry adverts, TPU/GPU availability, a deprecation warning
   Lightning raises against itself). Warnings that ask for a change (``GPU available but not
@@ -20,6 +21,7 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Callable
 from typing import NoReturn
 
 import yaml
@@ -145,6 +147,18 @@ class QuietStart(Callback):
 class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not NOISE.search(record.getMessage())
+
+
+def run_with_one_line_errors(main: Callable[[], object], prog: str) -> None:
+    """Run ``main``; an error about the user's input or machine (:func:`error_line`) ends the
+    process with ``<prog>: error: <line>`` and status 1, a bug (or ``CPC_DEBUG=1``) raises."""
+    try:
+        main()
+    except Exception as err:
+        line = error_line(err)
+        if line is None or debug():
+            raise
+        sys.exit(f"{prog}: error: {line} (CPC_DEBUG=1 shows the traceback)")
 
 
 def quiet_lightning() -> None:

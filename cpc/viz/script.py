@@ -152,14 +152,6 @@ def main(args: list[str] | None = None) -> dict[str, Path]:
 def console_main() -> None:
     """``python -m cpc.viz``: :func:`main`, with errors about the input in one line
     (:func:`cpc.console.error_line`; ``CPC_DEBUG=1`` shows the traceback)."""
-    import sys
+    from cpc.console import run_with_one_line_errors
 
-    from cpc.console import debug, error_line
-
-    try:
-        main()
-    except Exception as err:
-        line = error_line(err)
-        if line is None or debug():
-            raise
-        sys.exit(f"python -m cpc.viz: error: {line} (CPC_DEBUG=1 shows the traceback)")
+    run_with_one_line_errors(main, "python -m cpc.viz")
