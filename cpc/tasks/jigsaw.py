@@ -16,15 +16,18 @@ at which two permutations differ), so no two classes are nearly the same shuffle
 registered buffer, saved in every checkpoint and restored from it (a later change to the
 selection code cannot silently relabel a trained head). Shortcuts guarded, as in the
 paper's Sec. 3.3 (gaps between tiles, random tile positions, per-tile normalisation, colour):
-tiles ``spacing`` steps apart share no pixels (checked against the encoder's stride); each
-tile is jittered, flipped and given its own brightness and contrast by ``PatchAugment``; RGB
-tiles lose their colour on their own with probability 0.5. On 28x28 images with a 6x6 grid
-the default ``spacing=2`` makes tiles touch (the paper leaves gaps): the jitter is what
-breaks lines running across tile borders. A tile's place in the frame would tell its slot
-(on a 6x6 grid the 3x3 arrangement has only 2x2 positions), so the tiles are cut from the
-image wrapped onto a torus at an offset uniform over the whole grid
-(:func:`cpc.tasks.patch_position.wrapped_patch_grid`): every frame position is then equally
-often every slot.
+tiles ``spacing`` steps apart share no pixels, neither side by side nor across the wrap
+(checked against the encoder's stride); each tile is jittered, flipped and given its own
+brightness and contrast by ``PatchAugment``; RGB tiles lose their colour on their own with
+probability 0.5. With CPC's stride of half a patch the default ``spacing=2`` makes tiles
+touch (the paper leaves gaps): the jitter is what breaks lines running across tile borders.
+``spacing=3`` would leave gaps, but on the 7x7 wrapped grid of 28x28 images the third tile
+of a row comes back round to 1 step from the first and overlaps it; it needs an 8x8 grid
+(32x32 images). A tile's place in the frame would tell its slot (on the 6x6 grid that 28x28
+images give unwrapped, the 3x3 arrangement has only 2x2 positions), so the tiles are cut
+from the image wrapped onto a torus at an offset uniform over the whole grid
+(:func:`cpc.tasks.geometry.wrapped_patch_grid`): every frame position is then equally often
+every slot.
 """
 
 from __future__ import annotations
@@ -37,7 +40,12 @@ from torch import nn
 from cpc.models.augment import PatchAugment
 from cpc.models.heads import mlp_head
 from cpc.tasks.base import PatchEncoder, Task
-from cpc.tasks.patch_position import check_grid, check_no_overlap, wrapped_patch_grid
+from cpc.tasks.geometry import (
+    check_grid,
+    check_no_overlap,
+    check_no_wrap_overlap,
+    wrapped_patch_grid,
+)
 
 NUM_TILES = 9  # a 3x3 puzzle
 
@@ -68,7 +76,7 @@ def hamming_permutations(num_permutations: int, num_tiles: int = 9, seed: int = 
     can pick a permutation next to one already chosen if it is far from the others; max-min
     guarantees a margin between every two classes. With the defaults (100 of 9 tiles, seed 0)
     every two permutations differ in at least 6 of 9 positions, in 8.06 on average (1000:
-    at least 5, 8.01 on average).
+    at least 5, 8.01 on average), where two random permutations of 9 differ in 8.
 
     Runs in NumPy (single-threaded, unaffected by torch's thread pool on a busy machine):
     about 0.3 s for 100 of 9 tiles, 1.2 s for 1000 on a busy CPU.
@@ -120,7 +128,9 @@ class JigsawTask(Task):
         hidden: width of the head's hidden layer (Linear(9D, hidden) -> ReLU -> Linear to
             ``num_permutations``); 0 for a linear head.
         spacing: grid steps between neighbouring tiles; the default 2 with CPC's stride of
-            half a patch makes tiles touch without sharing pixels; 1 raises an error.
+            half a patch makes tiles touch without sharing pixels; 1 is refused when the
+            module is built, and a spacing whose tiles meet across the wrap (3 on 28x28
+            images) on the first batch.
         augment: applied to the tiles ``(B, 9, C, P, P)`` in training; default
             ``PatchAugment(max_shift=2, drop_color=0.5)``; ``nn.Identity()`` disables.
         weight: factor of this loss in the total.
@@ -148,6 +158,11 @@ class JigsawTask(Task):
         self.augment = augment if augment is not None else PatchAugment(max_shift=2, drop_color=0.5)
         self.head = mlp_head(NUM_TILES * num_features, num_permutations, hidden)
 
+    def check_encoder(self, encoder: PatchEncoder) -> None:
+        """Refuse a ``spacing`` that makes neighbouring tiles share pixels (the wrap, which
+        depends on the image size, is checked on each batch)."""
+        check_no_overlap(encoder, self.spacing, "JigsawTask spacing")
+
     def make_puzzles(
         self, encoder: PatchEncoder, images: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -156,7 +171,8 @@ class JigsawTask(Task):
         patches = wrapped_patch_grid(encoder, images)  # (B, Gh, Gw, C, P, P)
         b, gh, gw = patches.shape[:3]
         check_grid(gh, gw, self.spacing, "JigsawTask spacing")
-        check_no_overlap(encoder, patches.shape[-1], self.spacing, "JigsawTask spacing")
+        check_no_overlap(encoder, self.spacing, "JigsawTask spacing")
+        check_no_wrap_overlap(encoder, gh, gw, self.spacing, "JigsawTask spacing")
         device = images.device
         generator = None if self.training else torch.Generator(device=device).manual_seed(0)
         offsets = torch.stack(

@@ -14,13 +14,13 @@ Shortcuts guarded (the paper's Sec. 3.1 names "boundary patterns or textures con
 between patches" and chromatic aberration):
 
 - Overlap and edge continuity: the neighbour is ``gap`` grid steps away, and ``gap * stride``
-  must be at least the patch size (checked when the encoder has ``patch_stride``), so the two
-  patches share no pixel. With CPC's stride P/2 the default ``gap=2`` makes them touch; each
-  patch is then jittered on its own by up to ``max_shift=2`` pixels, so a line that crosses
-  the border no longer continues in the same row or column of the two patches. The paper
-  leaves a gap of about half a patch and jitters by up to 7 pixels; on 28x28 images with a
-  6x6 grid touching patches are the widest spacing that fits (``gap=3`` needs a 7x7 grid,
-  e.g. 32x32 images, and then leaves half a patch free, as in the paper).
+  must be at least the patch size (checked against the encoder's ``patch_stride`` when the
+  module is built), so the two patches share no pixel. With CPC's stride P/2 the default
+  ``gap=2`` makes them touch; each patch is then jittered on its own by up to ``max_shift=2``
+  pixels, so a line that crosses the border no longer continues in the same row or column
+  of the two patches. The paper leaves a gap of about half a patch and jitters by up to 7
+  pixels; ``gap=3`` does that here (4 free pixels between 8-pixel patches) and needs a 7x7
+  grid, which the wrapped grid of 28x28 images already is.
 - Chromatic aberration / colour: each RGB patch is turned grey with probability 0.5, on its
   own, so 3 pairs in 4 have at least one patch without colour to compare (the paper's
   "colour dropping" keeps one channel of three; a no-op on grayscale data).
@@ -28,14 +28,15 @@ between patches" and chromatic aberration):
   and contrast are jittered per patch (PatchAugment's defaults).
 
 - Absolute position: on a small image the neighbour's place in the frame alone would give
-  the label away (on a 6x6 grid with the centre confined to the middle 2x2, a neighbour in
-  the top two rows is always "top"), and so would any cue of where a patch sits in the frame.
-  The image is therefore wrapped onto a torus (circular padding; patch grid ``G = H / stride``
-  per side) and the centre drawn uniformly over all of it, the neighbour ``gap`` steps away
-  modulo ``G``: every frame position is then equally often each of the 8 labels, and the
-  test suite checks that a classifier given only positions stays at chance. Patches that
-  straddle the wrap join the opposite borders, which are background on object-centred
-  images such as Fashion-MNIST.
+  the label away (on the 6x6 grid that 28x28 images give unwrapped, with the centre confined
+  to the middle 2x2, a neighbour in the top two rows is always "top"), and so would any cue
+  of where a patch sits in the frame. The image is therefore wrapped onto a torus
+  (:func:`cpc.tasks.geometry.wrapped_patch_grid`: centre-cropped to ``G = H // stride``
+  strides per side, then padded circularly) and the centre drawn uniformly over all of it,
+  the neighbour ``gap`` steps away modulo ``G``: every frame position is then equally often
+  each of the 8 labels, and the test suite checks that a classifier given only positions
+  stays at chance. Patches that straddle the wrap join the opposite borders, which are
+  background on object-centred images such as Fashion-MNIST.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from torch import nn
 from cpc.models.augment import PatchAugment
 from cpc.models.heads import mlp_head
 from cpc.tasks.base import PatchEncoder, Task
+from cpc.tasks.geometry import check_grid, check_no_overlap, wrapped_patch_grid
 
 #: (row, column) direction of label l, row-major around the centre, the paper's order:
 #: 0 top-left, 1 top, 2 top-right, 3 left, 4 right, 5 bottom-left, 6 bottom, 7 bottom-right.
@@ -67,27 +69,6 @@ class Pairs(NamedTuple):
     patches: torch.Tensor
     centres: torch.Tensor
     labels: torch.Tensor
-
-
-def wrapped_patch_grid(encoder: PatchEncoder, images: torch.Tensor) -> torch.Tensor:
-    """Patch grid of the images wrapped onto a torus: ``(B, C, H, W)`` -> ``(B, Gh, Gw, C, P, P)``.
-
-    With ``Gh = ceil(H / stride)`` (and ``Gw`` likewise), patch ``(r, c)`` starts at pixel
-    ``(r * stride, c * stride)`` and runs on past the bottom and right borders into the top
-    and left ones (circular padding), so grid positions are equivalent: indices taken
-    modulo ``G`` never fall off the grid. Needs the encoder's ``patch_size`` and
-    ``patch_stride``.
-    """
-    size, stride = getattr(encoder, "patch_size", None), getattr(encoder, "patch_stride", None)
-    if size is None or stride is None:
-        raise TypeError(f"{type(encoder).__name__} needs patch_size and patch_stride attributes")
-    h, w = images.shape[-2:]
-    gh, gw = -(-h // stride), -(-w // stride)
-    pad_h, pad_w = (gh - 1) * stride + size - h, (gw - 1) * stride + size - w
-    if pad_h > h or pad_w > w:
-        raise ValueError(f"images of {h}x{w} are smaller than one patch ({size}): use larger ones")
-    wrapped = F.pad(images, (0, pad_w, 0, pad_h), mode="circular")  # (B, C, H + pad, W + pad)
-    return encoder.patchify(wrapped)
 
 
 def sample_pairs(
@@ -120,37 +101,6 @@ def sample_pairs(
     return Pairs(pair_patches, torch.stack([rows, cols], dim=2), labels)
 
 
-def check_grid(rows: int, cols: int, steps: int, arg: str = "PatchPositionTask gap") -> None:
-    """Raise unless a 3x3 arrangement of patches ``steps`` grid steps apart fits the grid.
-
-    ``arg`` names the setting as "<Task> <argument>", for the message.
-    """
-    need = 2 * steps + 1
-    if rows < need or cols < need:
-        raise ValueError(
-            f"the patch grid is {rows}x{cols} but {arg}={steps} needs at least {need}x{need} "
-            f"(3x3 patches {steps} steps apart): lower {arg.split()[-1]}, or the encoder's "
-            "patch_stride, or use larger images"
-        )
-
-
-def check_no_overlap(
-    encoder: PatchEncoder, patch_size: int, steps: int, arg: str = "PatchPositionTask gap"
-) -> None:
-    """Raise if patches ``steps`` grid steps apart share pixels.
-
-    Needs the encoder's ``patch_stride`` (``ResNetEncoder`` has it); encoders without one
-    are trusted. ``arg`` names the setting as "<Task> <argument>", for the message.
-    """
-    stride = getattr(encoder, "patch_stride", None)
-    if stride is not None and steps * stride < patch_size:
-        raise ValueError(
-            f"{arg}={steps} with patch_stride={stride} puts patches {steps * stride} pixels "
-            f"apart, so {patch_size}-pixel patches overlap (a trivial shortcut): use "
-            f"{arg.split()[-1]} >= {-(-patch_size // stride)}"
-        )
-
-
 class PatchPositionTask(Task):
     """Context prediction (Doersch et al., 2015): classify the 8-way position of a neighbour.
 
@@ -164,7 +114,8 @@ class PatchPositionTask(Task):
             logits); 0 for a linear head. The paper's fc7/fc8 sit on the concatenated pair.
         gap: grid steps between centre and neighbour. The default 2 with CPC's stride of half
             a patch makes the two patches touch without sharing pixels; ``gap=1`` would let
-            them share half their pixels, a trivial shortcut, and raises an error.
+            them share half their pixels, a trivial shortcut, and is refused when the module
+            is built.
         pairs_per_image: pairs drawn from each image per step (independently, so two may
             repeat). The paper takes one; 4 gives 4x the examples per step for 8 patch
             encodings per image, under a quarter of CPC's 36 on a 6x6 grid. Alone on
@@ -204,10 +155,17 @@ class PatchPositionTask(Task):
         self.augment = augment if augment is not None else PatchAugment(max_shift=2, drop_color=0.5)
         self.head = mlp_head(2 * num_features, len(DIRECTIONS), hidden)
 
+    def check_encoder(self, encoder: PatchEncoder) -> None:
+        """Refuse a ``gap`` that makes the two patches share pixels (the grid's size, which
+        depends on the images, is checked on each batch)."""
+        check_no_overlap(encoder, self.gap)
+
     def make_pairs(self, encoder: PatchEncoder, images: torch.Tensor) -> Pairs:
         """Images ``(B, C, H, W)`` -> :class:`Pairs` (augmented in training)."""
         patches = wrapped_patch_grid(encoder, images)  # (B, Gh, Gw, C, P, P)
-        check_no_overlap(encoder, patches.shape[-1], self.gap)
+        # across the wrap a pair is G - gap steps apart, more than gap once check_grid (in
+        # sample_pairs) holds, so the check below covers both ways round the torus
+        check_no_overlap(encoder, self.gap)
         generator = None
         if not self.training:
             generator = torch.Generator(device=images.device).manual_seed(0)

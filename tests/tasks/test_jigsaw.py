@@ -9,7 +9,7 @@ from cpc.module import CPCModule
 from cpc.tasks import JigsawTask
 from cpc.tasks.jigsaw import all_permutations, hamming_permutations
 
-P, STRIDE = 8, 4  # ResNetEncoder's patches: 28x28 images -> 6x6 grid
+P, STRIDE = 8, 4  # ResNetEncoder's patches: 28x28 images wrapped onto a torus -> 7x7 grid
 
 
 def pairwise_hamming(perms: torch.Tensor) -> torch.Tensor:
@@ -34,7 +34,9 @@ def test_default_set_has_the_distances_its_docstring_claims():
     assert perms.sort(dim=1).values.equal(torch.arange(9).expand(100, 9))  # each a permutation
     distances = pairwise_hamming(perms)
     assert distances.min() == 6  # distinct, and at least 6 of 9 positions differ
-    assert 8.05 < distances.float().mean() < 8.07
+    # farther apart than chance: two random permutations of 9 share 1 position on average
+    # (each of the 9 matches with probability 1/9), so they differ in 9 - 1 = 8
+    assert distances.float().mean() > 8
 
 
 def test_each_choice_is_the_max_min_distance_over_all_permutations():
@@ -110,6 +112,35 @@ def test_a_tiles_place_in_the_frame_does_not_tell_its_slot():
     )
     guess = counts.argmax(dim=2)[positions[half:, 0], positions[half:, 1]]
     assert (guess == slots[half:]).float().mean() < 1 / 9 + 0.02
+
+
+def shared_pixels(task: JigsawTask, side: int) -> torch.Tensor:
+    """Puzzles of ``side x side`` images whose pixels hold their own index: ``(B,)`` how
+    many pixel indices each puzzle's 9 tiles repeat (0: the tiles are disjoint)."""
+    torch.manual_seed(0)
+    encoder = ResNetEncoder(width=4)
+    image = torch.arange(side * side, dtype=torch.float64).view(1, 1, side, side)
+    tiles, _, offsets = task.train().make_puzzles(encoder, image.expand(1000, -1, -1, -1))
+    assert len(set(map(tuple, offsets.tolist()))) == (side // STRIDE) ** 2  # every offset
+    tags = tiles.flatten(1).sort(dim=1).values  # (B, 9*P*P)
+    return (tags[:, 1:] == tags[:, :-1]).sum(dim=1)
+
+
+@pytest.mark.parametrize(("spacing", "side"), [(2, 28), (2, 30), (3, 32)])
+def test_no_two_tiles_of_a_puzzle_share_a_source_pixel(spacing, side):
+    task = JigsawTask(8, num_permutations=10, spacing=spacing, augment=nn.Identity())
+    assert (shared_pixels(task, side) == 0).all()
+
+
+def test_spacing_whose_tiles_meet_across_the_wrap_is_one_clear_error(monkeypatch):
+    """spacing=3 on the 7x7 grid of 28x28 images: the third tile of a row wraps round to 1
+    step (4 pixels) from the first, though 3 * stride >= P and the grid is 2 * 3 + 1 wide."""
+    task = JigsawTask(8, num_permutations=10, spacing=3, augment=nn.Identity())
+    with pytest.raises(ValueError, match=r"spacing=3 on a 7x7 .* 4 pixels .* at least 32x32"):
+        shared_pixels(task, 28)
+    # without the check the first and third tiles of every row and column share pixels
+    monkeypatch.setattr("cpc.tasks.jigsaw.check_no_wrap_overlap", lambda *args: None)
+    assert (shared_pixels(task, 28) > 0).all()
 
 
 def test_grid_too_small_is_one_clear_error():

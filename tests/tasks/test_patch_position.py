@@ -94,6 +94,18 @@ def test_default_pairs_never_overlap_and_cover_every_direction_and_centre():
     assert set(map(tuple, pairs.centres.flatten(0, 1).tolist())) == every_cell
 
 
+def test_pairs_share_no_source_pixel_when_the_stride_does_not_divide_the_side():
+    """30x30 (cropped to 28x28): each pair's pixels, tagged with their index, are disjoint."""
+    encoder = ResNetEncoder(width=4)
+    task = PatchPositionTask(encoder.num_features, pairs_per_image=2000, augment=nn.Identity())
+    image = torch.arange(900, dtype=torch.float64).view(1, 1, 30, 30)
+    pairs = task.train().make_pairs(encoder, image)
+    # (1, K, 2, 1, P, P) -> (K, 2*P*P) sorted: a pixel in both patches repeats in its row
+    tags = pairs.patches.flatten(2).squeeze(0).sort(dim=1).values
+    assert not (tags[:, 1:] == tags[:, :-1]).any()
+    assert len(set(map(tuple, pairs.centres[0].tolist()))) == 49  # every centre of the 7x7
+
+
 def test_head_sees_centre_features_then_neighbour_features():
     """A stand-in encoder whose features are (patch mean, patch top-left pixel)."""
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from cpc.models.context import GRUContext, TransformerContext
 from cpc.models.encoder import ResNetEncoder
+from cpc.module import CPCModule
 from cpc.tasks import CPCTask, JigsawTask, PatchPositionTask, RotationTask
 
 B = 4  # images per batch
@@ -107,3 +108,17 @@ def test_evaluation_is_deterministic(name):
     images = torch.rand(B, 1, 28, 28)
     task.eval()
     torch.testing.assert_close(task(encoder, images)["loss"], task(encoder, images)["loss"])
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        (partial(PatchPositionTask, gap=1), r"PatchPositionTask gap=1 .* overlap .* gap >= 2"),
+        (partial(JigsawTask, spacing=1), r"JigsawTask spacing=1 .* overlap .* spacing >= 2"),
+        (partial(CPCTask, steps=(1, 2)), r"CPC steps \[1\] .* overlap"),
+    ],
+)
+def test_overlapping_patches_are_refused_when_the_module_is_built(task, message):
+    """Task.check_encoder runs in CPCModule's constructor: no batch, no training step."""
+    with pytest.raises(ValueError, match=message):
+        CPCModule(ResNetEncoder(width=4), tasks=[task])
