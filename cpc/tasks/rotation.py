@@ -77,8 +77,9 @@ class RotationTask(Task):
 
     Each training image gets one random rotation (``all_rotations=False``, the default) or
     appears in all four (``all_rotations=True``, as in RotNet: 4x the encoder cost, and
-    every batch balanced over the 4 classes). In evaluation the rotation of image ``i``
-    is ``i mod 4``: no randomness, so ``val/rotation/acc`` is comparable between epochs.
+    every batch balanced over the 4 classes). Evaluation has no randomness, so
+    ``val/rotation/acc`` is comparable between epochs: image ``i`` is turned by ``i mod 4``
+    quarter turns, or, with ``all_rotations``, appears in all four as in training.
 
     Only square images can be turned by 90 degrees within one batch; other shapes raise a
     ``ValueError`` on the first batch.

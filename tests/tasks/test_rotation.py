@@ -83,13 +83,19 @@ def test_head_input_follows_num_features_and_outputs_loss_and_acc(hidden, num_fe
 
 def test_head_sees_the_grid_mean_whatever_the_compact_feature():
     # a compact feature that is pooled to 2x2 cells and whitened (unfitted during training)
-    encoder = ResNetEncoder(width=4, stages=(1, 1), pool_size=2, compact_dim=8)
-    task = RotationTask(encoder.num_features, hidden=0)
+    encoder = ResNetEncoder(width=4, stages=(1, 1), pool_size=2, compact_dim=8).eval()
+    task = RotationTask(encoder.num_features, hidden=0).eval()
+    seen = []
+    task.head.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     images = torch.rand(4, 1, 28, 28)
-    out = task(encoder, images)
-    assert torch.isfinite(out["loss"])
+    task(encoder, images)
+    rotated, _ = task.make_examples(images)  # eval: the same rotations again
+    expected = encoder.forward_features(rotated).mean(dim=(2, 3))  # (4, D, 7, 7) -> (4, D)
+    assert seen[0].shape == (4, encoder.num_features)  # D, not the compact feature's 8
+    torch.testing.assert_close(seen[0], expected)
+    out = task.train()(encoder.train(), images)  # trains under the unfitted projection
     out["loss"].backward()
-    assert encoder.stem[0].weight.grad is not None
+    assert encoder.stem[0].weight.grad.abs().sum() > 0
 
 
 def test_uniform_logits_give_log_4_and_argmax_0_accuracy():
