@@ -23,6 +23,12 @@ class CausalConv2d(nn.Conv2d):
     """3x3-style conv whose output row r sees input rows r-kh+1..r (PixelCNN, CPC v2)."""
 
     def __init__(self, channels: int, kernel_size: int = 3) -> None:
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            # an even k would be padded by k // 2 on each side, k in all: (W + 1) columns out
+            raise ValueError(
+                f"kernel_size must be odd (the kernel is centred on its column), got "
+                f"{kernel_size}: use 3 or 5"
+            )
         super().__init__(channels, channels, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

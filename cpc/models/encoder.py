@@ -31,6 +31,20 @@ def make_norm(kind: Norm, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r}: choose 'group', 'layer' or 'batch'")
 
 
+def check_group_widths(norm: Norm, width: int, num_stages: int) -> None:
+    """Raise unless the stem's and every stage's channels ``width * 2**i`` split into
+    ``make_norm``'s ``min(8, channels)`` groups: below 8 or a multiple of 8."""
+    if norm != "group":
+        return
+    for i in range(max(num_stages, 1)):  # the stem has stage 0's width
+        channels = width * 2**i
+        if channels > 8 and channels % 8:
+            raise ValueError(
+                f"norm='group' splits channels into 8 groups, but width={width} gives stage {i} "
+                f"{channels} channels: set width to a multiple of 8 (or norm='layer')"
+            )
+
+
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, norm: Norm) -> None:
         super().__init__()
@@ -140,7 +154,9 @@ class ResNetEncoder(PatchEncoder):
 
     Args:
         in_channels: image channels (1 for Fashion-MNIST, 3 for CIFAR/STL).
-        width: channels of the first stage; each later stage doubles them.
+        width: channels of the first stage; each later stage doubles them. With
+            ``norm="group"`` (8 groups) every stage's channels must be below 8 or a
+            multiple of 8: a multiple of 8 always is.
         stages: residual blocks per stage; every stage after the first halves the resolution.
         norm: "group" (default), "layer", or "batch" (leaks between patches).
         patch_size: patch side P in pixels. patch_stride: step between patches.
@@ -184,6 +200,7 @@ class ResNetEncoder(PatchEncoder):
             gradient_checkpointing,
             channels_last,
         )
+        check_group_widths(norm, width, len(stages))
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, stem_stride, 1, bias=False),
             make_norm(norm, width),

@@ -23,3 +23,9 @@ def test_context_is_causal_over_rows(context_cls, row):
     before, after = net(latents), net(perturbed)
     torch.testing.assert_close(before[:, :, : row + 1], after[:, :, : row + 1])
     assert not torch.allclose(before[:, :, row + 1 :], after[:, :, row + 1 :])
+
+
+def test_odd_kernel_sizes_keep_the_shape_even_ones_are_one_clear_error():
+    assert MaskedConvContext(8, kernel_size=5)(torch.randn(2, 8, 6, 5)).shape == (2, 8, 6, 5)
+    with pytest.raises(ValueError, match=r"kernel_size must be odd .* got 4: use 3 or 5"):
+        MaskedConvContext(8, kernel_size=4)

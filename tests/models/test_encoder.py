@@ -82,3 +82,11 @@ def test_forward_is_the_grid_averaged_to_pool_size_cells(pool_size):
 def test_pool_size_below_one_is_refused():
     with pytest.raises(ValueError, match="pool_size must be >= 1"):
         ResNetEncoder(pool_size=0)
+
+
+@pytest.mark.parametrize(("width", "stages"), [(12, (1, 1)), (6, (1, 1))])
+def test_group_norm_width_not_splitting_into_8_groups_is_one_clear_error(width, stages):
+    # width 6 passes the stem (6 groups of 1) but its second stage has 12 channels
+    with pytest.raises(ValueError, match=rf"width={width} gives stage \d .* multiple of 8"):
+        ResNetEncoder(width=width, stages=stages)
+    assert ResNetEncoder(width=width, stages=stages, norm="layer").num_features == width * 2
