@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import random
 import warnings
 from collections.abc import Iterator, Sequence
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -195,7 +197,9 @@ def linear_probe(
         lr: peak SGD learning rate.
         epochs: training epochs per candidate.
         batch_size: training batch size (evaluation uses whole splits in chunks of 8192).
-        seed: seeds initialisation and shuffling, identically for every candidate.
+        seed: seeds initialisation and shuffling, identically for every candidate. The
+            caller's random state is left as it was (the probe draws from generators seeded
+            with ``seed`` and set back afterwards).
         accelerator: passed to ``lightning.Trainer`` (``"auto"``, ``"cpu"``, ``"gpu"``...).
 
     Returns:
@@ -224,20 +228,20 @@ def linear_probe(
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
 
-    L.seed_everything(seed, verbose=False)
-    probe = LinearClassifier(train_features.shape[1], num_classes, lr, tuple(weight_decays))
-    probe.fit_standardization(train_features)
-    with _quiet():
-        trainer = _quiet_trainer(epochs, accelerator)
-        trainer.fit(probe, _loader(train_features, train_labels, batch_size, shuffle=True))
-        metrics = trainer.validate(probe, _loader(val_features, val_labels), verbose=False)
-    sweep = {wd: metrics[0][f"val_top1_{h}"] for h, wd in enumerate(weight_decays)}
+    with _seeded(seed):
+        probe = LinearClassifier(train_features.shape[1], num_classes, lr, tuple(weight_decays))
+        probe.fit_standardization(train_features)
+        with _quiet():
+            trainer = _quiet_trainer(epochs, accelerator)
+            trainer.fit(probe, _loader(train_features, train_labels, batch_size, shuffle=True))
+            metrics = trainer.validate(probe, _loader(val_features, val_labels), verbose=False)
+        sweep = {wd: metrics[0][f"val_top1_{h}"] for h, wd in enumerate(weight_decays)}
 
-    # Model selection is over; the test split is used from here on, once.
-    best = max(sweep, key=sweep.__getitem__)  # the first of equal maxima
-    probe.selected = list(weight_decays).index(best)
-    with _quiet():
-        metrics = trainer.test(probe, _loader(test_features, test_labels), verbose=False)
+        # Model selection is over; the test split is used from here on, once.
+        best = max(sweep, key=sweep.__getitem__)  # the first of equal maxima
+        probe.selected = list(weight_decays).index(best)
+        with _quiet():
+            metrics = trainer.test(probe, _loader(test_features, test_labels), verbose=False)
     return {
         "top1": metrics[0]["test_top1"],
         "top5": metrics[0]["test_top5"],
@@ -257,6 +261,25 @@ def _loader(
     return DataLoader(
         dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None
     )
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """The global generators (torch and the current CUDA device's, numpy, Python) seeded with
+    ``seed`` as ``lightning.seed_everything`` seeds them, and set back to the caller's state
+    afterwards: the probe is reproducible, and calling it shifts no one else's draws (nor sets
+    ``PL_GLOBAL_SEED``)."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    numpy_state, python_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    with torch.random.fork_rng(devices=devices):
+        random.seed(seed)
+        np.random.seed(seed)  # noqa: NPY002 (the global generator, as seed_everything)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)  # noqa: NPY002
+            random.setstate(python_state)
 
 
 def _quiet_trainer(epochs: int, accelerator: str) -> L.Trainer:

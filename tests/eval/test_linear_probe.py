@@ -1,3 +1,7 @@
+import os
+import random
+
+import numpy as np
 import pytest
 import torch
 
@@ -27,6 +31,24 @@ def test_separable_clusters_are_classified_perfectly():
     result = linear_probe(*splits(spread=1.0), NUM_CLASSES, **FAST)
     assert result["top1"] == 1.0
     assert result["top5"] == 1.0
+
+
+def test_the_callers_random_state_is_left_alone_and_the_seed_decides(monkeypatch):
+    """The probe seeds its own draws and sets the global generators back: the caller's next
+    torch, numpy and Python numbers are those it would have drawn without the probe, and no
+    PL_GLOBAL_SEED is left behind; the same seed gives the same probe whatever came before."""
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    data, small = splits(spread=4.0), {**FAST, "epochs": 1}
+    torch.manual_seed(123)
+    np.random.seed(123)  # noqa: NPY002 (the global generator is what is checked)
+    random.seed(123)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())  # noqa: NPY002
+    first = linear_probe(*data, NUM_CLASSES, **small)
+    after = (torch.get_rng_state(), np.random.get_state()[1], random.getstate())  # noqa: NPY002
+    assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+    assert before[2] == after[2] and "PL_GLOBAL_SEED" not in os.environ
+    torch.rand(5)  # another global state: the probe does not depend on it
+    assert linear_probe(*data, NUM_CLASSES, **small) == first
 
 
 def test_random_labels_give_chance_accuracy():
