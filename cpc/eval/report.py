@@ -87,7 +87,8 @@ def evaluate(
 
     Args:
         encoder: has ``forward_features`` (images in [0, 1] -> ``(B, D, Gh, Gw)``); left
-            unchanged (its mode and device are restored).
+            unchanged: its mode and device are restored, and a compact projection it has not
+            fitted yet is fitted on a copy (:func:`extract_splits`).
         splits: a data module with ``eval_dataloader(split)`` and ``num_classes``
             (:class:`cpc.eval.protocol.EvalData`, e.g. a :class:`cpc.data.ImageDataModule`).
         protocol: k, temperature, pooling, standardisation, probe settings and seed; default
@@ -173,10 +174,17 @@ def extract_splits(
 
     With ``protocol.compact``, also ``{model}_compact``: ``encoder(images)``, projected batch
     by batch during the pass. A model whose compact projection is not fitted yet (a random-init
-    copy, a checkpoint other than ``last.ckpt``) gets it fitted on the ``"train"`` split's
-    pooled grids (the first split), without labels, as ``cpc fit`` does at the end of
-    training; that split is then projected, and the later ones batch by batch.
+    copy, a checkpoint other than ``last.ckpt``) is copied, and the copy's projection is fitted
+    on the pooled grids of the whole ``"train"`` split (the first split), without labels
+    (``cpc fit`` fits on a seeded subset of at most
+    :data:`cpc.eval.features.COMPACT_FIT_IMAGES` of them); that split is then projected, and
+    the later ones batch by batch. The given modules are never changed.
     """
+    if protocol.compact:  # fit unfitted projections on copies, not on the caller's modules
+        encoders = {
+            name: model if projection_ready(model) else copy.deepcopy(model)
+            for name, model in encoders.items()
+        }
     features, labels = {}, {}
     for split, loader in loaders.items():
         unfitted = [name for name, m in encoders.items() if not projection_ready(m)]

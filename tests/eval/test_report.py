@@ -1,11 +1,14 @@
 import collections
+import copy
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
+import cpc.eval.report as report_module
 from cpc.data.datamodule import ImageDataModule
 from cpc.eval.protocol import EvalProtocol
 from cpc.eval.report import (
@@ -59,8 +62,10 @@ def encoder():
     return ResNetEncoder(in_channels=1, width=8)
 
 
-def test_report_has_every_model_and_metric_and_pixels_solve_the_easy_set(encoder):
+def test_report_has_every_model_and_metric_and_pixels_solve_the_easy_set(encoder, monkeypatch):
     dm = Stripes()
+    clock = iter([100.0, 112.5])  # evaluate's start and end (a fake clock: exact seconds)
+    monkeypatch.setattr(report_module, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     report = evaluate_encoder(encoder, dm, k=5, probe_kwargs=PROBE, progress=False)
     rows = {"encoder", "encoder_compact", "random_init", "random_init_compact", "pixels"}
     assert set(report) == rows | {"meta"}
@@ -77,10 +82,15 @@ def test_report_has_every_model_and_metric_and_pixels_solve_the_easy_set(encoder
     assert meta["test_split"] == "test" and meta["datamodule"].endswith("Stripes")
     assert (meta["k"], meta["temperature"], meta["pooling"]) == (5, 0.07, "mean")
     assert meta["knn_standardize"] is True
-    assert meta["seconds"] > 0
+    assert meta["seconds"] == 12.5
     # every split is read once, for all three models together
     assert sorted(dm.requests) == ["test", "train", "val"]
-    json.dumps(report)  # JSON-ready as it is
+    # JSON-ready as it is: a round trip changes nothing but the sweeps' keys (JSON keys are str)
+    round_trip = json.loads(json.dumps(report))
+    for name in rows:
+        sweep = round_trip[name]["linear"]["sweep"]
+        round_trip[name]["linear"]["sweep"] = {float(wd): top1 for wd, top1 in sweep.items()}
+    assert round_trip == report
 
 
 def test_test_split_never_influences_selection(encoder):
@@ -210,18 +220,25 @@ def test_memmapped_features_and_an_approximate_index_leave_the_report_unchanged(
 def test_an_unfitted_compact_projection_is_fitted_on_train_and_scored_as_encoder_of_images(
     encoder,
 ):
-    """compact_dim: the report fits the projection on the train split (each model its own: the
-    random-init copy is refitted), then scores what encoder(images) returns."""
+    """compact_dim: the report fits the projection on the whole train split (each model its
+    own: the random-init copy is refitted), on a copy, then scores what encoder(images) of that
+    copy returns; the caller's encoder is left unfitted, its weights unchanged."""
     dm = Stripes()
     projected = ResNetEncoder(in_channels=1, width=8, pool_size=2, compact_dim=6)
     projected.load_state_dict(encoder.state_dict(), strict=False)  # no projection in `encoder`
+    before = copy.deepcopy(projected.state_dict())
     report = evaluate_encoder(projected, dm, k=5, probe_kwargs=PROBE, progress=False)
-    assert projected.compact_projection.fitted
+    assert not projected.compact_projection.fitted  # the caller's module is left alone
+    assert all(torch.equal(v, before[k]) for k, v in projected.state_dict().items())
     assert report["meta"]["compact_dim"] == 6
+    fitted = copy.deepcopy(projected)  # fitted by hand as the report does: all train images
+    with torch.no_grad():
+        train = torch.cat([x for x, _ in dm.eval_dataloader("train")]).float() / 255
+        fitted.fit_compact(fitted.pool(fitted.forward_features(train)))  # (48, 4D)
     feats, labels = {}, {}
     for split in ("train", "val", "test"):
         with torch.no_grad():
-            batches = [(projected(x.float() / 255), y) for x, y in dm.eval_dataloader(split)]
+            batches = [(fitted(x.float() / 255), y) for x, y in dm.eval_dataloader(split)]
         feats[split] = torch.cat([f for f, _ in batches])
         labels[split] = torch.cat([y for _, y in batches])
     torch.testing.assert_close(torch.cov(feats["train"].T), torch.eye(6), atol=1e-3, rtol=0)
