@@ -17,7 +17,7 @@ Two backends share one signature and give the same scores (ties aside): ``"faiss
 an IVF index of recall@20 >= 0.95 above; on the GPU when faiss has GPU support) and ``"torch"``,
 a chunked brute-force matmul that serves as the reference. The faiss backend standardises,
 normalises and indexes the bank in chunks, so a bank in a memory-mapped file
-(:func:`cpc.eval.features.extract_feature_sets` with ``memmap_dir``) is not copied whole.
+(:func:`cpc.eval.features.extract_feature_sets` with ``memmap=True``) is not copied whole.
 
 Shape letters: ``N`` training features, ``Q`` queries, ``D`` feature dim, ``C`` classes,
 ``k`` neighbours.
@@ -62,6 +62,7 @@ def knn_predict(
     batch_size: int = QUERY_BATCH,
     standardize: bool = False,
     exact_max: int = DEFAULT.knn_exact_max,
+    pca: int = 0,
 ) -> torch.Tensor:
     """Class scores of a temperature-weighted kNN vote.
 
@@ -93,6 +94,9 @@ def knn_predict(
             docstring.
         exact_max: the faiss backend searches banks of up to ``exact_max`` rows exactly and
             larger ones with an approximate IVF index (:mod:`cpc.eval.index`).
+        pca: if > 0 and below ``D``, both sets are first projected onto the bank's top ``pca``
+            principal components (:func:`cpc.eval.features.principal_components`); with
+            ``standardize`` that is PCA whitening.
 
     Returns:
         Scores ``(Q, C)`` (float32, on the queries' device); ``argmax(dim=1)`` is the
@@ -120,6 +124,7 @@ def knn_predict(
         batch_size,
         standardize,
         exact_max,
+        pca,
     )[0]
 
 
@@ -134,9 +139,10 @@ def _predict(
     batch_size: int,
     standardize: bool,
     exact_max: int,
+    pca: int = 0,
 ) -> list[torch.Tensor]:
     """:func:`knn_predict` of each query set ``(Q_i, D)``: scores ``(Q_i, C)``, one search of
-    one bank (standardised, normalised and indexed once)."""
+    one bank (projected, standardised, normalised and indexed once)."""
     for query_features in query_sets:
         _check_features(train_features, query_features)
     _check_inputs(train_features, train_labels, query_sets, num_classes, k, temperature)
@@ -144,7 +150,7 @@ def _predict(
     scores = []
     for query_features, (sims, indices) in zip(
         query_sets,
-        _search(train_features, query_sets, k, backend, batch_size, standardize, exact_max),
+        _search(train_features, query_sets, k, backend, batch_size, standardize, exact_max, pca),
         strict=True,
     ):
         weights = torch.exp((sims - sims[:, :1]) / temperature)  # (Q, k), nearest has weight 1
@@ -163,13 +169,14 @@ def knn_neighbours(
     batch_size: int = QUERY_BATCH,
     standardize: bool = False,
     exact_max: int = DEFAULT.knn_exact_max,
+    pca: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each query's ``k`` most cosine-similar training features, nearest first: the search
     behind :func:`knn_predict`, for anyone who wants the neighbours themselves.
 
     Args:
-        train_features, query_features, backend, batch_size, standardize, exact_max: as in
-            :func:`knn_predict`.
+        train_features, query_features, backend, batch_size, standardize, exact_max, pca: as
+            in :func:`knn_predict`.
         k: neighbours per query, in ``[1, N]``.
 
     Returns:
@@ -186,7 +193,7 @@ def knn_neighbours(
     """
     _check_features(train_features, query_features)
     return _search(
-        train_features, [query_features], k, backend, batch_size, standardize, exact_max
+        train_features, [query_features], k, backend, batch_size, standardize, exact_max, pca
     )[0]
 
 
@@ -198,14 +205,20 @@ def _search(
     batch_size: int,
     standardize: bool,
     exact_max: int,
+    pca: int = 0,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """:func:`knn_neighbours` of each query set, the bank transformed and indexed once."""
+    """:func:`knn_neighbours` of each query set, the bank projected (``pca``), transformed and
+    indexed once."""
     if not 1 <= k <= len(train_features):
         raise ValueError(f"k must be in [1, {len(train_features)}] (the bank size), got {k}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if backend not in ("faiss", "torch"):
         raise ValueError(f"backend must be 'faiss' or 'torch', got {backend!r}")
+    if 0 < pca < train_features.shape[1]:
+        mean, basis = principal_components(train_features.float(), pca)  # (D,), (D, pca)
+        train_features = _project(train_features, mean, basis)  # (N, pca)
+        query_sets = [_project(query, mean, basis) for query in query_sets]  # (Q, pca) each
     cosine = cosine_transform(train_features, standardize)
     if backend == "faiss":
         index = build_index(train_features, cosine, exact_max=exact_max)
@@ -292,10 +305,6 @@ def knn_accuracies(
         if query_features.shape[0] == 0:
             raise ValueError(f"query set is empty ({name}): accuracy is undefined")
     query_sets = [features for features, _ in queries.values()]
-    if 0 < pca < train_features.shape[1]:
-        mean, basis = principal_components(train_features.float(), pca)  # (D,), (D, pca)
-        train_features = _project(train_features, mean, basis)  # (N, pca)
-        query_sets = [_project(query, mean, basis) for query in query_sets]  # (Q, pca) each
     scores = _predict(
         train_features,
         train_labels,
@@ -307,6 +316,7 @@ def knn_accuracies(
         QUERY_BATCH,
         standardize,
         exact_max,
+        pca,  # fitted on the bank once for every query set
     )
     return {
         name: _accuracy(score, labels, num_classes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,6 +14,9 @@ from matplotlib.figure import Figure
 
 from cpc.viz._common import Panels, _labels, _maybe_save, _panels
 from cpc.viz.sample import FeatureSample
+
+if TYPE_CHECKING:  # imports Lightning; knn_predictions imports the eval package when called
+    from cpc.eval.protocol import EvalProtocol
 
 
 def confusion_matrix(
@@ -104,14 +108,18 @@ def confusion_matrix_figure(
 
 
 def knn_predictions(
-    sample: FeatureSample, k: int = 20, standardize: bool = True
+    sample: FeatureSample, protocol: EvalProtocol | None = None
 ) -> dict[str, np.ndarray]:
-    """Each encoder's weighted-kNN class ``(Q,)`` for the queries, the bank as labelled set
-    (:func:`cpc.eval.knn.knn_predict`, DINO's ``k=20``, ``T=0.07``), on features standardised
-    with the bank's statistics as the evaluation report does, unless ``standardize`` is False
-    (pass the run's ``EvalProtocol.knn_standardize``)."""
+    """Each encoder's weighted-kNN class ``(Q,)`` for the queries, the bank as labelled set:
+    the evaluation report's kNN (:func:`cpc.eval.knn.knn_predict`) with ``protocol``'s ``k``,
+    ``temperature``, ``knn_standardize``, ``knn_pca`` and ``knn_exact_max`` (pass the run's,
+    :func:`cpc.viz.sample.run_protocol`; default :class:`cpc.eval.EvalProtocol`'s: DINO's
+    ``k=20``, ``T=0.07``, on features standardised with the bank's statistics). The features'
+    pooling is the sample's (:func:`cpc.viz.sample.sample_features`)."""
     from cpc.eval.knn import knn_predict
+    from cpc.eval.protocol import EvalProtocol
 
+    p = protocol or EvalProtocol()
     bank_labels = torch.from_numpy(sample.bank_labels)
     return {
         name: knn_predict(
@@ -119,8 +127,11 @@ def knn_predictions(
             bank_labels,
             torch.from_numpy(sample.query_features[name]),
             num_classes=len(sample.class_names),
-            k=k,
-            standardize=standardize,
+            k=p.k,
+            temperature=p.temperature,
+            standardize=p.knn_standardize,
+            exact_max=p.knn_exact_max,
+            pca=p.knn_pca,
         )
         .argmax(dim=1)
         .numpy()

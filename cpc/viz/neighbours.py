@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from matplotlib.figure import Figure
 
 from cpc.viz._common import Panels, _as_numpy, _maybe_save, _panels
 from cpc.viz.sample import FeatureSample
+
+if TYPE_CHECKING:  # imports Lightning; neighbours_figure imports the eval package when called
+    from cpc.eval.protocol import EvalProtocol
 
 MISMATCH_COLOUR = "tab:red"
 
@@ -107,22 +111,31 @@ def neighbours_figure(
     queries: int = 8,
     k: int = 8,
     seed: int = 0,
-    standardize: bool = True,
+    protocol: EvalProtocol | None = None,
     save: str | Path | None = None,
 ) -> Figure:
     """:func:`neighbour_grid` for ``queries`` test images (classes in turn), one grid per
     encoder: each query's ``k`` nearest train-bank images by the report's kNN search
-    (:func:`cpc.eval.knn.knn_neighbours`: cosine, on features standardised with the bank's
-    statistics unless ``standardize`` is False; pass the run's
-    ``EvalProtocol.knn_standardize``)."""
+    (:func:`cpc.eval.knn.knn_neighbours`: cosine, on features projected and standardised as
+    ``protocol``'s ``knn_pca`` and ``knn_standardize`` say; pass the run's,
+    :func:`cpc.viz.sample.run_protocol`; default :class:`cpc.eval.EvalProtocol`'s)."""
     from cpc.eval.knn import knn_neighbours
+    from cpc.eval.protocol import EvalProtocol
 
+    p = protocol or EvalProtocol()
     picked = pick_queries(sample.query_labels, queries, seed)  # (q,)
     images, labels = {}, {}
     for name, query_f in sample.query_features.items():
         bank_f = torch.from_numpy(sample.bank_features[name])  # (N, F)
         query_f = torch.from_numpy(query_f[picked])  # (q, F)
-        _, idx = knn_neighbours(bank_f, query_f, k, standardize=standardize)  # (q, k)
+        _, idx = knn_neighbours(  # (q, k)
+            bank_f,
+            query_f,
+            k,
+            standardize=p.knn_standardize,
+            exact_max=p.knn_exact_max,
+            pca=p.knn_pca,  # the bank's principal components, as the report's kNN
+        )
         images[name] = sample.bank_images[idx]  # (q, k, C, H, W)
         labels[name] = sample.bank_labels[idx.numpy()]  # (q, k)
     return neighbour_grid(

@@ -3,6 +3,7 @@ and its command line :func:`main` (``python -m cpc.viz``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,17 +42,20 @@ def run(
     sample: int = 2000,
     bank: int = 10000,
     method: Method = "auto",
-    k: int = 20,
+    k: int | None = None,
     queries: int = 8,
     neighbours: int = 8,
-    pooling: Literal["mean", "grid", "full"] = "full",
+    pooling: Literal["mean", "grid", "full"] | None = None,
     seed: int = 0,
 ) -> dict[str, Path]:
     """Every figure of ``notebooks/embeddings.ipynb``, as PNGs in ``out``, for one checkpoint.
 
     The trained encoder is shown side by side with a randomly initialised copy; neighbours and
-    kNN are the report's, on features standardised as the run's ``report.knn_standardize``
-    says (:func:`run_protocol`).
+    kNN are the report's: the run's evaluation protocol (its ``report:`` section,
+    :func:`run_protocol`) gives the features' pooling and the kNN's k, temperature,
+    standardisation and principal components (``knn_pca``), so on the whole test split with
+    the whole train split as bank (``sample`` and ``bank`` at least their sizes) the kNN
+    top-1 is the report's (features in float32 on the CPU; a report made on a GPU used bf16).
 
     Args:
         ckpt_path: a ``.ckpt`` file, or a folder: its newest ``last.ckpt`` / ``*.ckpt``.
@@ -62,11 +66,11 @@ def run(
         bank: train images the kNN and the neighbour search look in.
         method: 2-D projection: auto (UMAP if installed, else t-SNE, else PCA), umap, tsne,
             pca.
-        k: kNN neighbours (DINO's 20).
+        k: kNN neighbours; default the run's ``report.k`` (DINO's 20 unless changed).
         queries: rows of the neighbour grid.
         neighbours: neighbours shown per query.
-        pooling: features of the latent grid (:func:`cpc.eval.features.pool_grid`): the whole
-            grid by default, what ``configs/fashion_mnist.yaml``'s report evaluates.
+        pooling: features of the latent grid (:func:`cpc.eval.features.pool_grid`); default
+            the run's ``report.pooling`` (``configs/fashion_mnist.yaml``: the whole grid).
         seed: sampling and projection seed.
 
     Returns:
@@ -85,15 +89,18 @@ def run(
         log.info("checkpoint %s", ckpt)
     encoder = load_encoder(ckpt, map_location="cpu")
     encoders = {"trained": encoder, "random init": random_init_like(encoder, seed)}
-    standardize = run_protocol(ckpt).knn_standardize
+    protocol = run_protocol(ckpt)  # the report's kNN: pooling, k, T, standardize, pca
+    if k is not None:
+        protocol = dataclasses.replace(protocol, k=k)
+    pooling = pooling or protocol.pooling
     fs = sample_features(encoders, run_datamodule(ckpt, data), sample, bank, seed, pooling=pooling)
-    predictions = knn_predictions(fs, k, standardize)
+    predictions = knn_predictions(fs, protocol)
     table = format_table(per_class_knn_table(fs.query_labels, predictions, fs.class_names))
     figures = {
         "embeddings": embedding_map(
             fs.query_features, fs.query_labels, fs.class_names, method, sample, seed
         ),
-        "neighbours": neighbours_figure(fs, queries, neighbours, seed, standardize),
+        "neighbours": neighbours_figure(fs, queries, neighbours, seed, protocol),
         "training_curves": training_curves(ckpt),
         "confusion": confusion_matrix_figure(fs.query_labels, predictions, fs.class_names),
     }
@@ -104,7 +111,14 @@ def run(
     }
     paths["knn_per_class"] = out_dir / "knn_per_class.txt"
     paths["knn_per_class"].write_text(table + "\n")
-    log.info("kNN top-1 per class (k=%d, %d bank images):\n%s", k, len(fs.bank_labels), table)
+    log.info(
+        "kNN top-1 per class (k=%d, pooling %s, knn_pca %d, %d bank images):\n%s",
+        protocol.k,
+        pooling,
+        protocol.knn_pca,
+        len(fs.bank_labels),
+        table,
+    )
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths
 
