@@ -39,8 +39,8 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
     Args:
         dirpath: folder of ``last.ckpt``; default: the logger's ``checkpoints/``.
-        every_n_train_steps: steps between saves (default 100, about a fifth of an epoch of
-            ``configs/fashion_mnist.yaml``).
+        every_n_train_steps: steps between saves (default 100, about a quarter of an epoch of
+            ``configs/fashion_mnist.yaml``: 429 steps of 128 images).
         every_n_minutes: the most minutes of training between saves (default 10, for steps
             slower than 6 s; None: steps only), counted from the start of fit or the last save.
     """

@@ -21,7 +21,7 @@ class ImageFolderDataModule(ShapeFromOptions, ImageDataModule):
     """Your own images, ``root/<class>/<image>``, decoded once into memory at setup.
 
     Suits small and medium folders (memory: ``N * channels * image_size**2`` bytes); unreadable
-    files are skipped with one warning (see :func:`cpc.data.datasets.load_image_folder`).
+    files are skipped with one warning (see :func:`cpc.data.folder.load_image_folder`).
 
     Args:
         root: train folder, one sub-folder per class; class names = sorted folder names.

@@ -143,7 +143,8 @@ class EvaluationReport(L.Callback):
         cache: reuse the baselines' rows of an earlier report with the same data,
             architecture and protocol (:mod:`cpc.eval.baseline_cache`, ``$CPC_CACHE``).
         **protocol: fields of :class:`cpc.eval.protocol.EvalProtocol` (k, temperature,
-            pooling, knn_standardize, probe_kwargs, seed); an unknown one is a TypeError.
+            pooling, knn_standardize, knn_pca, knn_exact_max, memmap, compact, probe_kwargs,
+            seed); an unknown one is a TypeError.
     """
 
     def __init__(

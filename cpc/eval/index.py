@@ -21,7 +21,7 @@ are.
 
 The bank and the queries go through faiss in chunks of ``chunk_size`` rows, each passed through
 ``transform`` first (the kNN's standardisation and L2 normalisation), so a bank kept in a
-memory-mapped file (:func:`cpc.eval.features.extract_feature_sets` with ``memmap_dir``) is never
+memory-mapped file (:func:`cpc.eval.features.extract_feature_sets` with ``memmap=True``) is never
 copied whole into RAM apart from faiss's own copy of the vectors.
 
 Example:

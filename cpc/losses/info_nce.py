@@ -2,8 +2,8 @@
 
 For each query (a prediction) the matching key (the true latent) must be picked out from
 all N keys of the batch: ``loss = -log softmax(q @ k.T / T)[i, i]``. Since
-``I(x; c) >= log N - loss`` (eq. 5), ``log N - loss`` is logged as a lower bound on mutual
-information, in nats; it never exceeds ``log N``.
+``I(x; c) >= log N - loss`` (Sec. 2.3; derived in their appendix, eq. 10), ``log N - loss`` is
+logged as a lower bound on mutual information, in nats; it never exceeds ``log N``.
 
 Keys that cannot be told apart (e.g. the many all-black patches of Fashion-MNIST, whose
 latents are identical) make the loss unreachable: a query cannot pick its own key out of

@@ -1,6 +1,7 @@
 """Training curves from a run's log: loss, contrastive accuracy, MI bound, online kNN.
 
-The InfoNCE mutual-information bound is ``log N - L`` (van den Oord et al., 2018, eq. 10).
+The InfoNCE mutual-information bound is ``log N - L``: ``I(x; c) >= log N - L_N`` (van den Oord
+et al., 2018, Sec. 2.3; derived in their appendix, eq. 10).
 :func:`read_metrics` reads a Lightning ``metrics.csv`` or TensorBoard events (``tensorboard``
 is imported when called); :func:`find_metrics` finds them next to a checkpoint.
 """
