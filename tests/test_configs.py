@@ -1,16 +1,18 @@
-"""Every shipped config parses, builds its model and trains one step (fast_dev_run)."""
+"""Every shipped config parses into the model it describes (its tasks, as written), and builds
+its own data class on a generated stand-in and trains one step (fast_dev_run)."""
 
+import importlib
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import fit_args, write_image_folder
+import yaml
+from helpers import FIT, fit_args, options, write_image_folder
+from stand_ins import make_cifar10, make_mnist, make_stl10
 
 from cpc.cli import cli_main
 
 CONFIGS = sorted(Path(__file__).parents[1].glob("configs/*.yaml"))
-#: stand-in images (channels, side) for configs whose encoder expects RGB or larger images
-STAND_INS = {"cifar10": (3, 32), "stl10": (3, 96), "streaming_example": (3, 96)}
 #: configs whose encoder has no ``width`` to narrow (a torchvision ResNet): fewer images and no
 #: checkpoint (135 MB with AdamW's state) instead
 NO_WIDTH = {
@@ -23,28 +25,70 @@ NO_WIDTH = {
 }
 
 
+def stand_in(data_class: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> dict | None:
+    """Write a generated stand-in of ``data_class``'s files under ``root``: the options that
+    point the config's own data module at it (a small val split), or None when there is none
+    here (the stream of configs/streaming_example.yaml is tested in tests/data/test_streaming.py;
+    an image folder of its size stands in for it)."""
+    name = data_class.rsplit(".", 1)[-1]
+    if name == "FashionMNISTDataModule":
+        make_mnist(root)  # 300 train, 100 test images
+    elif name == "CIFAR10DataModule":
+        make_cifar10(root, monkeypatch)  # 300 train, 60 test images
+    elif name == "STL10DataModule":
+        make_stl10(root)  # 40 train, 30 unlabeled, 20 test images
+    else:
+        return None
+    return {"data.root": root, "data.val_size": 8, "data.batch_size": 8}
+
+
+def plain(value):
+    """Tuples as lists (a parsed Sequence may be either), recursively."""
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def task_class(class_path: str) -> type:
+    module, name = class_path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
 def test_there_are_configs():
     assert any(c.name == "fashion_mnist.yaml" for c in CONFIGS)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
-def test_config_trains_one_step(config, tmp_path):
-    channels, side = STAND_INS.get(config.stem, (1, 28))
-    folder = write_image_folder(
-        tmp_path / "images", size=side, mode="L" if channels == 1 else "RGB"
-    )
-    # the config first, then small generated data and a narrow encoder in place of its own
-    args = fit_args(
-        folder,
-        tmp_path / "run",
-        f"--data.channels={channels}",
-        f"--data.image_size={side}",
-        "--trainer.fast_dev_run=true",
-        config=config,
-        **{"model.encoder": None},  # the config's encoder class, narrowed by width=8
-        **NO_WIDTH.get(config.stem, {}),
-    )
-    cli = cli_main(args)
+def test_config_builds_its_model_and_data_and_trains_one_step(config, tmp_path, monkeypatch):
+    written = yaml.safe_load(config.read_text())
+    narrow = {"model.encoder": None, **NO_WIDTH.get(config.stem, {})}  # width=8 of FIT
+    given = stand_in(written["data"]["class_path"], tmp_path / "data", monkeypatch)
+    if given is None:  # an image folder of the config's image size and channels
+        side = written["data"]["init_args"]["image_size"]
+        folder = write_image_folder(tmp_path / "images", size=side, mode="RGB")
+        data = ["--data.channels=3", f"--data.image_size={side}"]
+        args = fit_args(folder, tmp_path / "run", *data, config=config, **narrow)
+    else:
+        run = {**FIT, **narrow, "trainer.default_root_dir": tmp_path / "run"}
+        args = ["fit", f"--config={config}", *options({**given, **run})]
+    cli = cli_main([*args, "--trainer.fast_dev_run=true"])
+
+    if given is not None:  # the config's own data class, on its stand-in
+        assert type(cli.datamodule) is task_class(written["data"]["class_path"])
+    # the tasks as the YAML writes them, parsed, then built in that order, each with the values
+    # the config gives it; a config that names none gets the default, [CPCTask]
+    tasks = written["model"].get("tasks", [{"class_path": "cpc.tasks.CPCTask"}])
+    parsed, built = cli.config["fit.model.tasks"], list(cli.model.tasks.values())
+    assert len(parsed) == len(built) == len(tasks)
+    for task, parsed_task, built_task in zip(tasks, parsed, built, strict=True):
+        cls = task_class(task["class_path"])
+        assert task_class(parsed_task["class_path"]) is cls and type(built_task) is cls
+        for key, value in (task.get("init_args") or {}).items():
+            assert plain(parsed_task["init_args"][key]) == plain(value), (cls.__name__, key)
+            assert plain(getattr(built_task, key)) == plain(value), (cls.__name__, key)
+
     assert cli.trainer.global_step == 1
     losses = {k: v for k, v in cli.trainer.callback_metrics.items() if k.endswith("loss")}
     assert "train/loss" in losses and all(torch.isfinite(v) for v in losses.values())

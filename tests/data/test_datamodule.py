@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
-import pickle
-import struct
 import warnings
 from pathlib import Path
 from urllib.error import URLError
@@ -16,6 +13,7 @@ import pytest
 import torch
 import torchvision.datasets as tvd
 from PIL import Image
+from stand_ins import N_TEST, N_TRAIN, make_cifar10, make_mnist, make_stl10, mnist_arrays, write_idx
 
 from cpc.data import (
     CIFAR10DataModule,
@@ -28,71 +26,8 @@ from cpc.data import (
 )
 from cpc.data import prepare as prepare_mod
 
-N_TRAIN, N_TEST = 300, 100
 
-
-# -- generated datasets -------------------------------------------------------------------
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    """MNIST idx format: magic (0, 0, 0x08 = uint8, ndim), big-endian int32 dims, raw bytes."""
-    header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def _mnist_arrays(seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        images[:, 0, 0], images[:, 0, 1] = 0, 255  # the float range is exactly [0, 1]
-        arrays[f"{prefix}-images-idx3-ubyte"] = images
-        arrays[f"{prefix}-labels-idx1-ubyte"] = rng.integers(0, 10, n, dtype=np.uint8)
-    return arrays
-
-
-def make_mnist(root: Path, folder: str = "FashionMNIST") -> dict[str, np.ndarray]:
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    arrays = _mnist_arrays()
-    for name, array in arrays.items():
-        _write_idx(raw / name, array)
-    return arrays
-
-
-def make_cifar10(root: Path, monkeypatch: pytest.MonkeyPatch, per_batch: int = 60) -> np.ndarray:
-    """Pickled batches as in cifar-10-python.tar.gz; torchvision's md5 list points at them."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-
-    def dump(name: str, obj: dict) -> list[str]:
-        (folder / name).write_bytes(pickle.dumps(obj))
-        return [name, hashlib.md5((folder / name).read_bytes()).hexdigest()]
-
-    data = rng.integers(0, 256, (6, per_batch, 3 * 32 * 32), dtype=np.uint8)  # channel planes
-    batches = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    listed = [
-        dump(name, {"data": data[i], "labels": rng.integers(0, 10, per_batch).tolist()})
-        for i, name in enumerate(batches)
-    ]
-    meta = dump("batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
-    monkeypatch.setattr(tvd.CIFAR10, "train_list", listed[:5])
-    monkeypatch.setattr(tvd.CIFAR10, "test_list", listed[5:])
-    monkeypatch.setattr(
-        tvd.CIFAR10, "meta", {"filename": meta[0], "key": "label_names", "md5": meta[1]}
-    )
-    return data
-
-
-def make_stl10(root: Path, n_train: int = 40, n_unlabeled: int = 30, n_test: int = 20) -> None:
-    folder = root / "stl10_binary"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("unlabeled", n_unlabeled), ("test", n_test)):
-        rng.integers(0, 256, n * 3 * 96 * 96, dtype=np.uint8).tofile(folder / f"{split}_X.bin")
-        if split != "unlabeled":
-            rng.integers(1, 11, n, dtype=np.uint8).tofile(folder / f"{split}_y.bin")  # 1-based
-
-
+# -- generated image folders ---------------------------------------------------------------
 def make_image_folder(root: Path, per_class: int = 6, sizes=((20, 30), (40, 24))) -> None:
     rng = np.random.default_rng(0)
     for c in ("cat", "dog"):
@@ -219,7 +154,7 @@ def test_splits_disjoint_sizes_and_test_apart(fashion_root):
 
 
 def test_eval_dataloader_is_ordered_and_complete(fashion_root):
-    arrays = _mnist_arrays()
+    arrays = mnist_arrays()
     dm = FashionMNISTDataModule(root=str(fashion_root), val_size=50)
     labels = torch.cat([y for _, y in dm.eval_dataloader("test", batch_size=64)])
     assert labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()  # no shuffle, no drop
@@ -291,8 +226,8 @@ def test_setup_without_files_does_not_download(tmp_path, monkeypatch):
 def test_prepare_copies_the_debian_files(tmp_path, monkeypatch, no_network):
     debian = tmp_path / "debian"
     debian.mkdir()
-    for name, array in _mnist_arrays().items():
-        _write_idx(tmp_path / name, array)
+    for name, array in mnist_arrays().items():
+        write_idx(tmp_path / name, array)
         (debian / f"{name}.gz").write_bytes(gzip.compress((tmp_path / name).read_bytes()))
     monkeypatch.setattr(FashionMNISTDataModule, "debian_dir", debian)
     assert prepare_mod.main(["fashion_mnist", "--root", str(tmp_path / "data"), "--no-apt"]) == 0
