@@ -124,8 +124,8 @@ def test_without_gpu_support_the_index_stays_on_the_cpu(monkeypatch):
     monkeypatch.setattr(faiss, "index_cpu_to_gpu", refuse, raising=False)
     assert faiss.get_num_gpus() == 0  # faiss-cpu
     bank, _, queries, _ = clustered(100, 5)
-    assert build_index(bank).ntotal == 100
-    build_index(bank, gpu=False)
+    for index in (build_index(bank), build_index(bank, gpu=False)):
+        assert type(index) is faiss.IndexFlatIP and index.ntotal == 100  # exact, on the CPU
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,15 @@ and ``cpc eval`` without being named anywhere else."""
 import dataclasses
 
 import pytest
+import torch
+from helpers import write_image_folder
 
 from cpc.cli import eval_parser, reject_renamed
+from cpc.data import ImageFolderDataModule
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
 from cpc.eval.protocol import EvalData, EvalProtocol, protocol_names
+from cpc.eval.report import evaluate
+from cpc.models import ResNetEncoder
 
 
 def test_every_field_is_a_report_keyword_and_a_cpc_eval_flag():
@@ -35,16 +40,21 @@ def test_from_mapping_ignores_other_keys_and_keeps_defaults_for_missing_ones():
     assert EvalProtocol.from_mapping(section) == EvalProtocol(k=5)
 
 
-def test_a_new_field_needs_no_other_edit():
-    """Adding an option is one field: a subclass with one more field flows through as is."""
+def test_a_new_field_needs_no_other_edit(tmp_path):
+    """Adding an option is one field: a subclass with one more field flows through as is, to
+    the online kNN and into the report's meta."""
 
     @dataclasses.dataclass(frozen=True)
     class WithMargin(EvalProtocol):
         margin: float = 0.0  # a hypothetical new option
 
-    protocol = WithMargin(margin=0.5, k=4)
-    assert protocol.as_dict()["margin"] == 0.5  # the report's meta lists every field
+    protocol = WithMargin(margin=0.5, k=4, compact=False, probe_kwargs={"epochs": 1})
     assert OnlineKNN(protocol=protocol).protocol.margin == 0.5
+    torch.manual_seed(0)
+    folder = write_image_folder(tmp_path / "images")
+    dm = ImageFolderDataModule(str(folder), image_size=28, channels=1)
+    report = evaluate(ResNetEncoder(width=8), dm, protocol, baselines=False, progress=False)
+    assert report["meta"]["margin"] == 0.5 and report["meta"]["k"] == 4
 
 
 def test_protocol_is_frozen_and_unknown_fields_are_rejected():

@@ -1,6 +1,7 @@
 """The plain-torch layers (models, tasks, losses) import plain torch: no Lightning, no
 torchvision, no PIL. Checked in a fresh interpreter, since the test session has them loaded."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -34,6 +35,31 @@ def test_cpc_eval_exports_resolve():
     import cpc.eval
 
     assert all(getattr(cpc.eval, name) for name in cpc.eval.__all__)
+
+
+def test_importing_cpc_asks_for_huge_pages_before_torch_loads_unless_told_not_to(monkeypatch):
+    """``import cpc`` sets THP_MEM_ALLOC_ENABLE=1 before torch is imported (torch reads it once,
+    at its first allocation), in a fresh interpreter; a user's =0 is kept (a re-import here)."""
+    code = (
+        "import importlib.abc, os, sys\n"
+        "class Watch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'torch':\n"
+        "            print(os.environ.get('THP_MEM_ALLOC_ENABLE'))\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "import cpc\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert out.split() == ["1"]  # set when torch was first imported (and it was, once)
+
+    import cpc
+
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    importlib.reload(cpc)
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
 
 
 @pytest.mark.parametrize(("setting", "huge"), [(None, True), ("0", False)])

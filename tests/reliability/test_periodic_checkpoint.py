@@ -2,10 +2,12 @@
 when a NaN loss stops the run."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 from helpers import fit_args
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from cpc.checkpoint_io import PeriodicCheckpoint
 from cpc.cli import DEFAULT_CALLBACKS, cli_main
@@ -19,12 +21,36 @@ def callbacks(*extra: dict, every: int = 1) -> str:
     return "--trainer.callbacks=" + json.dumps([DEFAULT_CALLBACKS[0], periodic, *extra])
 
 
-def test_default_saves_last_every_100_steps_or_10_minutes():
-    periodic = [c for c in DEFAULT_CALLBACKS if c["class_path"] == PERIODIC["class_path"]]
-    assert periodic and periodic[0]["init_args"] == {
-        "every_n_train_steps": 100,
-        "every_n_minutes": 10,
-    }
+@pytest.mark.parametrize(
+    ("seconds_per_step", "by_minutes"),
+    [(1.0, []), (7.0, [86, 186])],  # 7 s: 10 minutes pass at step 86 (602 s), and 86 after 100
+)
+def test_defaults_save_every_100_steps_or_after_10_minutes(
+    seconds_per_step, by_minutes, monkeypatch
+):
+    """``cpc fit``'s default PeriodicCheckpoint (from DEFAULT_CALLBACKS) stepped by hand under
+    a fake clock: Lightning's save every 100 steps (stubbed: it saves when the step is a
+    multiple) restarts the 10 minutes; slow steps add a save when they run out."""
+    (default,) = [c for c in DEFAULT_CALLBACKS if c["class_path"] == PERIODIC["class_path"]]
+    callback = PeriodicCheckpoint(**default["init_args"])
+    now, by_steps, saves = [0.0], [], []
+    monkeypatch.setattr(PeriodicCheckpoint, "clock", staticmethod(lambda: now[0]))
+    monkeypatch.setattr(ModelCheckpoint, "on_train_start", lambda self, trainer, module: None)
+
+    def lightning_save(self, trainer, *args):
+        if trainer.global_step % self.every_n_train_steps == 0:
+            by_steps.append(trainer.global_step)
+
+    monkeypatch.setattr(ModelCheckpoint, "on_train_batch_end", lightning_save)
+    monkeypatch.setattr(PeriodicCheckpoint, "_save_last", lambda _, t: saves.append(t.global_step))
+    trainer = SimpleNamespace(
+        global_step=0, fast_dev_run=False, strategy=SimpleNamespace(broadcast=lambda due: due)
+    )
+    callback.on_train_start(trainer, None)  # the clock starts at 0
+    for step in range(1, 251):
+        now[0], trainer.global_step = seconds_per_step * step, step
+        callback.on_train_batch_end(trainer, None, None, None, step - 1)
+    assert by_steps == [100, 200] and saves == by_minutes
 
 
 def test_minutes_save_between_step_saves_by_a_clock_counted_from_the_last_save(
