@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,13 +20,19 @@ from helpers import FIT, options, write_image_folder
 from test_stream_prepare import write_photos
 from torchvision.io import encode_png
 
+from cpc import load_encoder
 from cpc.cli import cli_main, eval_main
 from cpc.data import ImageFolderDataModule, StreamingDataModule
 from cpc.data.datasets import DatasetNotFoundError
 from cpc.data.stream_prepare import prepare_stream
 from cpc.data.streaming import DecodeImage
+from cpc.eval.features import extract_features
+from cpc.eval.knn import knn_accuracy
+from cpc.eval.protocol import EvalProtocol
 
 ROOT = Path(__file__).parents[2]
+#: seconds the 2-process DDP fit may take (about 40 s on one core) before it counts as hung
+DDP_TIMEOUT = 300
 
 
 class SeenIds(L.Callback):
@@ -149,8 +156,30 @@ def test_killed_run_resumes_with_the_next_unseen_batch(stream, labelled, tmp_pat
         ids = [i for batch in epoch for i in batch]
         assert sorted(ids) == list(range(40)) and ids != sorted(ids)
     assert full[:10] != full[10:]  # reshuffled each epoch
-    report = eval_main([f"--ckpt_path={tmp_path / 'resumed' / 'checkpoints' / 'last.ckpt'}"])
-    assert 0 <= report["encoder"]["knn"]["top1"] <= 1  # cpc eval reads the labelled set
+    ckpt = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    report = eval_main([f"--ckpt_path={ckpt}", "--baselines=false", "--progress=false"])
+    # cpc eval reads the labelled folder: 18 train and 6 val images, no test split (val stands
+    # in); its kNN is the one of the labelled set's features scored by hand
+    meta = report["meta"]
+    assert meta["split_sizes"] == {"train": 18, "val": 6} and meta["test_split"] == "val"
+    labelled_dm = ImageFolderDataModule(str(labelled), image_size=28, channels=1, val_size=0.25)
+    encoder, protocol = load_encoder(ckpt), EvalProtocol.from_mapping(meta)
+    (bank, bank_y), (val, val_y) = (
+        extract_features(encoder, labelled_dm.eval_dataloader(s), protocol.pooling, "cpu", False)
+        for s in ("train", "val")
+    )
+    by_hand = knn_accuracy(
+        bank,
+        bank_y,
+        val,
+        val_y,
+        labelled_dm.num_classes,
+        protocol.k,
+        protocol.temperature,
+        standardize=protocol.knn_standardize,
+        pca=protocol.knn_pca,
+    )
+    assert report["encoder"]["knn"]["top1"] == by_hand["top1"]
 
 
 def test_two_ddp_processes_read_disjoint_shards(stream, labelled, tmp_path):
@@ -166,10 +195,17 @@ def test_two_ddp_processes_read_disjoint_shards(stream, labelled, tmp_path):
     )
     here = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [ROOT, here.parent, here]))}
-    done = subprocess.run(
-        [sys.executable, "-m", "cpc.cli", *args], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    command = [sys.executable, "-m", "cpc.cli", *args]
+    # its own process group: a hung rank (the launcher starts the second) is killed with it
+    output = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
+    fit = subprocess.Popen(command, env=env, **output, start_new_session=True)
+    try:
+        _, stderr = fit.communicate(timeout=DDP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(fit.pid, signal.SIGKILL)
+        fit.communicate()
+        pytest.fail(f"the 2-process fit did not end within {DDP_TIMEOUT} s")
+    assert fit.returncode == 0, stderr[-2000:]
     ranks = [[i for batch in SeenIds.read(tmp_path, r) for i in batch] for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == 20  # 40 images, 5 steps of 4 on each rank
     assert not set(ranks[0]) & set(ranks[1])

@@ -1,5 +1,8 @@
 import math
 import os
+import socket
+import time
+from datetime import timedelta
 
 import pytest
 import torch
@@ -102,7 +105,8 @@ def test_shape_mismatch_is_rejected():
 
 def _ddp_worker(rank, world, port, q, k, valid, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a rank that waits longer than this for the other raises instead of hanging
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
     m = len(q) // world
     ql = q[rank * m : (rank + 1) * m].clone().requires_grad_()
     kl = k[rank * m : (rank + 1) * m].clone().requires_grad_()
@@ -111,6 +115,13 @@ def _ddp_worker(rank, world, port, q, k, valid, out):
     # DDP averages parameter gradients over ranks: do the same for the inputs' gradients.
     out[rank] = (loss.detach(), ql.grad / world, kl.grad / world, n)
     dist.destroy_process_group()
+
+
+def free_port() -> int:
+    """A TCP port no one listens on now: the one the OS gives a socket bound to port 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_ddp_two_gloo_processes_match_one_process_on_merged_batch():
@@ -124,8 +135,13 @@ def test_ddp_two_gloo_processes_match_one_process_on_merged_batch():
 
     manager = mp.Manager()
     out = manager.dict()
-    port = 29500 + os.getpid() % 1000
-    mp.spawn(_ddp_worker, args=(2, port, q, k, valid, out), nprocs=2, join=True)
+    ranks = mp.spawn(_ddp_worker, args=(2, free_port(), q, k, valid, out), nprocs=2, join=False)
+    deadline = time.monotonic() + 120  # ~5 s here; a hung rank must not hang the suite
+    while not ranks.join(timeout=1):  # raises if a rank failed
+        if time.monotonic() > deadline:
+            for process in ranks.processes:
+                process.kill()
+            pytest.fail("the 2 gloo processes did not finish within 120 s")
     mean_loss = (out[0][0] + out[1][0]) / 2
     torch.testing.assert_close(mean_loss, loss.detach())
     assert out[0][3] == n == 6
