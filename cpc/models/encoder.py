@@ -95,9 +95,21 @@ class PatchEncoder(nn.Module):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def set_num_features(self, num_features: int) -> None:
-        """``D``, the channels of the latent grid, once the subclass's network exists."""
+        """``D``, the channels of the latent grid, once the subclass's network exists.
+
+        Raises:
+            ValueError: ``compact_dim`` is more than the pooled grid's ``D * pool_size**2``
+                values (the end-of-fit PCA could not keep that many directions).
+        """
+        pooled = num_features * self.pool_size**2  # values of the pooled grid
+        if self.compact_dim > pooled:
+            raise ValueError(
+                f"compact_dim {self.compact_dim} is more than the {pooled} values of the pooled "
+                f"grid (D={num_features} x pool_size**2={self.pool_size**2}): lower compact_dim "
+                f"to at most {pooled}, or raise pool_size"
+            )
         self.num_features = num_features
-        self.compact_features = self.compact_dim or num_features * self.pool_size**2
+        self.compact_features = self.compact_dim or pooled
         self.compact_projection = WhitenedPCA(self.compact_dim) if self.compact_dim else None
         self.to(memory_format=self.memory_format)
 

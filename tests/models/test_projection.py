@@ -77,3 +77,13 @@ def test_encoder_checkpoint_round_trip_keeps_the_fitted_projection():
     fresh.load_state_dict(enc.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(fresh(images), enc(images))
+
+
+def test_compact_dim_above_the_pooled_grid_is_refused_when_the_encoder_is_built():
+    """Not after training, where the end-of-fit PCA would fail: D=16, pool_size 1 -> 16 values."""
+    assert ResNetEncoder(width=8, compact_dim=16).compact_features == 16
+    with pytest.raises(
+        ValueError, match=r"^compact_dim 17 is more than the 16 values .* pool_size"
+    ):
+        ResNetEncoder(width=8, compact_dim=17)
+    assert ResNetEncoder(width=8, pool_size=2, compact_dim=17).compact_features == 17  # 64 values
