@@ -20,20 +20,26 @@ def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cp
     returned (the pretext heads are dropped).
 
     Args:
-        path: a ``.ckpt`` written by ``cpc fit`` (e.g. ``last.ckpt`` or the best checkpoint).
+        path: a ``.ckpt`` written by ``cpc fit``: ``last.ckpt`` of a finished run for
+            ``encoder(images)``; any checkpoint (the best by ``val/loss``, a mid-run one) for
+            ``encoder.forward_features(images)``.
         map_location: device the weights are loaded onto.
 
     Returns:
-        The encoder: ``encoder(images)`` maps images ``(B, C, H, W)`` in ``[0, 1]`` to features
-        ``(B, D)`` (``D = encoder.num_features``); ``encoder.forward_features(images)`` gives the
-        latent grid ``(B, D, Gh, Gw)``.
+        The encoder: ``encoder(images)`` maps images ``(B, C, H, W)`` in ``[0, 1]`` to the
+        compact feature ``(B, encoder.compact_features)``: the latent grid averaged to
+        ``pool_size x pool_size`` cells (``D * pool_size**2`` values, ``D =
+        encoder.num_features``), PCA-whitened to ``compact_dim`` values when the encoder has
+        one (512 in the shipped configs). That projection is fitted at the end of ``cpc fit``
+        and saved in ``last.ckpt`` only: on another checkpoint ``encoder(images)`` raises, and
+        ``encoder.forward_features(images)`` still gives the latent grid ``(B, D, Gh, Gw)``.
 
     Raises:
         FileNotFoundError: when ``path`` is not a file.
 
     Example:
         >>> encoder = cpc.load_encoder("runs/lightning_logs/version_0/checkpoints/last.ckpt")
-        >>> feats = encoder(images)  # (B, C, H, W) in [0, 1] -> (B, D)
+        >>> feats = encoder(images)  # (B, C, H, W) in [0, 1] -> (B, encoder.compact_features)
     """
     path = Path(path)
     if not path.is_file():

@@ -84,8 +84,10 @@ class WhitenedPCA(nn.Module):
         """``(B, F) -> (B, dim)``."""
         if not self.fitted:
             raise RuntimeError(
-                "the compact projection is not fitted: `cpc fit` fits it at the end of training "
-                "and saves it in last.ckpt; on another encoder call encoder.fit_compact(features)"
+                "the compact projection is not fitted: load the run's last.ckpt (`cpc fit` fits "
+                "it at the end of training and saves it there only; the best and mid-run "
+                "checkpoints leave it unfitted), take the latent grid with "
+                "encoder.forward_features(images), or fit it: encoder.fit_compact(pooled)"
             )
         if features.shape[1] != self.mean.shape[0]:
             raise ValueError(
