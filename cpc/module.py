@@ -183,7 +183,12 @@ class CPCModule(L.LightningModule):
     def on_train_start(self) -> None:
         """A resumed run with more steps than the checkpoint planned (a raised ``max_steps`` or
         ``max_epochs``) continues the restored schedule to the new end (see
-        :meth:`WarmupCosine.extend`)."""
+        :meth:`WarmupCosine.extend`), and unfits the compact projection a finished run's
+        ``last.ckpt`` brought: the weights change from the first step, so the checkpoints saved
+        until :meth:`on_train_end` fits it again leave it unfitted, never stale."""
+        projection = getattr(self.encoder, "compact_projection", None)
+        if projection is not None:
+            projection.reset_parameters()
         scheduler = self.lr_schedulers()
         total = max(1, self.trainer.estimated_stepping_batches)
         if scheduler is not None and scheduler.lr_lambdas[0].total != total:

@@ -1,9 +1,11 @@
 """Resuming with --ckpt_path: extend a finished run, refuse what cannot resume, logs whole."""
 
 import csv
+import json
 import math
 import sys
 
+import lightning.pytorch as L
 import pytest
 import torch
 from helpers import fit_args
@@ -103,3 +105,37 @@ def test_architecture_changes_names_options_and_resolves_class_paths():
     assert architecture_changes(saved, two_tasks) == [
         "model.tasks.1.class_path: None in the checkpoint, cpc.tasks.rotation.RotationTask now"
     ]
+
+
+class SaveAt(L.Callback):
+    """Save a checkpoint to ``path`` at the start of training step ``step`` (what a periodic
+    checkpoint there holds)."""
+
+    def __init__(self, step: int, path: str) -> None:
+        self.step, self.path = step, path
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+
+
+def test_an_extended_run_leaves_the_compact_projection_unfitted_until_its_end(
+    tiny_folder, tmp_path
+):
+    """A finished run's last.ckpt holds a fitted projection; trained on, the checkpoints saved
+    before the new end leave it unfitted (not the old fit with new weights), and the end fits
+    it again."""
+    out, during = tmp_path / "run", tmp_path / "step3.ckpt"
+    compact = ["--model.encoder.compact_dim=4", "--model.encoder.pool_size=2"]
+    cli_main(run(tiny_folder, out, *compact, "--trainer.max_steps=2"))
+    ckpt, key = last_ckpt(out), "encoder.compact_projection.basis"
+    assert torch.load(ckpt, weights_only=True)["state_dict"][key].shape == (16 * 4, 4)  # fitted
+    save_at = {"class_path": f"{__name__}.SaveAt", "init_args": {"step": 3, "path": str(during)}}
+    extend = ["--trainer.max_steps=4", f"--ckpt_path={ckpt}"]
+    cli_main(
+        run(tiny_folder, out, *compact, *extend, f"--trainer.callbacks+={json.dumps(save_at)}")
+    )
+    state = torch.load(during, weights_only=True)
+    assert state["global_step"] == 3 and state["state_dict"][key].numel() == 0
+    final = torch.load(ckpt, weights_only=True)
+    assert final["global_step"] == 4 and final["state_dict"][key].shape == (16 * 4, 4)
