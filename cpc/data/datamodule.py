@@ -238,9 +238,9 @@ class ImageDataModule(L.LightningDataModule):
         return image_bytes <= torch.cuda.get_device_properties(device).total_memory / 4
 
     def state_dict(self) -> dict[str, int]:
-        """Where training stands in the shuffled order: ``{"seed", "epoch", "start"}`` with
-        ``start`` the batches of ``epoch`` already trained (Lightning's progress counters at
-        the time of saving, not the loader's, which prefetches ahead)."""
+        """Where training stands in the shuffled order: ``{"seed", "epoch", "start",
+        "batch_size"}`` with ``start`` the batches of ``epoch`` already trained (Lightning's
+        progress counters at the time of saving, not the loader's, which prefetches ahead)."""
         sampler = getattr(self.trainer.train_dataloader, "sampler", None) if self.trainer else None
         if not isinstance(sampler, ResumableRandomSampler):
             return {}
@@ -250,11 +250,24 @@ class ImageDataModule(L.LightningDataModule):
             start = loop.epoch_loop.batch_progress.current.processed
             if start >= self.trainer.num_training_batches:  # its last batch: the next epoch
                 epoch, start = epoch + 1, 0
-        return {"seed": sampler.seed, "epoch": epoch, "start": start}
+        return {"seed": sampler.seed, "epoch": epoch, "start": start, "batch_size": self.batch_size}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         """Resume the shuffled order at a checkpoint's :meth:`state_dict` (Lightning calls this
-        before it makes the train loader)."""
+        before it makes the train loader).
+
+        Raises:
+            ValueError: the checkpoint was trained with another ``batch_size``: its position
+                and Lightning's progress counters count batches of that size, so another one
+                would skip or repeat images (an exact resume needs the same batches).
+        """
+        saved = state_dict.get("batch_size", self.batch_size)  # older checkpoints: not saved
+        if saved != self.batch_size:
+            raise ValueError(
+                f"the checkpoint was trained with data.batch_size {saved}, not {self.batch_size}: "
+                f"resume with data.batch_size {saved} (its position in the data counts batches "
+                "of that size), or train a new run without --ckpt_path"
+            )
         self._shuffle = dict(state_dict)
         if state_dict:  # Lightning cannot see that the order resumes here: its warning is wrong
             warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before")

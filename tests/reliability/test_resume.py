@@ -75,6 +75,25 @@ def test_nothing_left_to_train_is_one_line_and_makes_no_folder(tiny_folder, tmp_
     assert [p.name for p in (out / "lightning_logs").iterdir()] == ["version_0"]
 
 
+def test_another_batch_size_is_refused_in_one_line(tiny_folder, tmp_path, monkeypatch):
+    """The saved data position and Lightning's progress counters count batches of the
+    checkpoint's size: with batches of 4 a run stopped after one batch of 8 would resume after
+    image 4, not 8."""
+    out = tmp_path / "run"
+    cli_main(run(tiny_folder, out, "--trainer.max_steps=1"))
+    ckpt = last_ckpt(out)
+    args = run(tiny_folder, out, "--trainer.max_steps=3", f"--ckpt_path={ckpt}")
+    monkeypatch.setattr(sys, "argv", ["cpc", *args, "--data.batch_size=4"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert str(info.value.code) == (
+        "cpc: error: the checkpoint was trained with data.batch_size 8, not 4: resume with "
+        "data.batch_size 8 (its position in the data counts batches of that size), or train a "
+        "new run without --ckpt_path (CPC_DEBUG=1 shows the traceback)"
+    )
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 1  # the run is kept as it was
+
+
 def test_changed_architecture_is_refused_naming_the_option(tiny_folder, tmp_path):
     out = tmp_path / "run"
     cli_main(fit_args(tiny_folder, out))
