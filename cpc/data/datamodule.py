@@ -110,6 +110,11 @@ class ImageDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def has_eval_splits(self) -> bool:
+        """Whether :meth:`eval_dataloader` gives the labelled splits (kNN, probes, the report)."""
+        return True
+
     # -- loading --------------------------------------------------------------------------
     def load_source(self, source: Source) -> tuple[torch.Tensor, torch.Tensor]:
         """Load one source split: ``(images (N, C, H, W) uint8, labels (N,) int64)``."""

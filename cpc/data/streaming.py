@@ -147,12 +147,16 @@ class StreamingDataModule(ShapeFromOptions, ImageDataModule):
         self.labelled = labelled
         self.cache_dir = cache_dir
         self.max_cache_size = max_cache_size
-        self._train_loader: ResumableStreamingDataLoader | None = None
         self._resume_state: dict[str, Any] | None = None
 
     @property
     def class_names(self) -> list[str]:
         return self._need_labelled("class names").class_names
+
+    @property
+    def has_eval_splits(self) -> bool:
+        """Only with ``labelled``: the stream has no labels."""
+        return self.labelled is not None
 
     def _need_labelled(self, what: str) -> ImageDataModule:
         if self.labelled is None:
@@ -180,7 +184,7 @@ class StreamingDataModule(ShapeFromOptions, ImageDataModule):
 
     def train_dataloader(self) -> ResumableStreamingDataLoader:
         """Shuffled, sharded per rank by litdata, full batches only; resumed if a checkpoint
-        said where the last run stopped."""
+        said where the last run stopped (once: a later call starts at the beginning)."""
         dataset = StreamingDataset(
             self.input_dir,
             shuffle=True,
@@ -200,7 +204,6 @@ class StreamingDataModule(ShapeFromOptions, ImageDataModule):
         if self._resume_state is not None:
             loader.load_state_dict(self._resume_state)
             self._resume_state = None
-        self._train_loader = loader
         return loader
 
     def loader_workers(self) -> int:
@@ -224,10 +227,12 @@ class StreamingDataModule(ShapeFromOptions, ImageDataModule):
         raise NotImplementedError("a stream has no in-memory splits; see eval_dataloader")
 
     def state_dict(self) -> dict[str, Any]:
-        """The train loader's position, saved by Lightning in every checkpoint."""
-        if self._train_loader is None:
+        """The position of the loader the trainer trains on, saved by Lightning in every
+        checkpoint."""
+        loader = self.trainer.train_dataloader if self.trainer else None
+        if not isinstance(loader, StreamingDataLoader):
             return {}
-        return {"train_loader": self._train_loader.state_dict()}
+        return {"train_loader": loader.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Called before the loaders are built: the next ``train_dataloader`` resumes there."""

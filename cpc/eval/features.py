@@ -250,10 +250,11 @@ COMPACT_FIT_IMAGES = 20_000
 
 def compact_fit_features(encoder: nn.Module, datamodule) -> torch.Tensor:
     """What ``encoder``'s compact projection is fitted on (``encoder.fit_compact``): the pooled
-    grids (``encoder.pool``) of a seeded subset of :data:`COMPACT_FIT_IMAGES` training images,
-    ``(N, F)``; the eval "train" split when the data module has one, else its first pretraining
-    batches. No labels are used."""
-    if callable(getattr(datamodule, "eval_dataloader", None)):
+    grids (``encoder.pool``) of :data:`COMPACT_FIT_IMAGES` training images, ``(N, F)``: a
+    seeded subset of the eval "train" split when the data module has one
+    (``has_eval_splits``), else its first pretraining batches (e.g. a stream without labelled
+    images). No labels are used."""
+    if getattr(datamodule, "has_eval_splits", False):
         loader = subset_loader(datamodule.eval_dataloader("train"), COMPACT_FIT_IMAGES)
     else:
         train = datamodule.train_dataloader()

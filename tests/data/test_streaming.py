@@ -29,6 +29,7 @@ from cpc.data.streaming import DecodeImage
 from cpc.eval.features import extract_features
 from cpc.eval.knn import knn_accuracy
 from cpc.eval.protocol import EvalProtocol
+from cpc.preflight import check_checkpoint
 
 ROOT = Path(__file__).parents[2]
 #: seconds the 2-process DDP fit may take (about 40 s on one core) before it counts as hung
@@ -180,6 +181,25 @@ def test_killed_run_resumes_with_the_next_unseen_batch(stream, labelled, tmp_pat
         pca=protocol.knn_pca,
     )
     assert report["encoder"]["knn"]["top1"] == by_hand["top1"]
+
+
+def test_without_labelled_images_the_compact_projection_is_fitted_on_the_stream(
+    stream, labelled, tmp_path
+):
+    """data.labelled None (no validation, no report) with compact_dim: the end-of-fit PCA takes
+    the stream's first images, and last.ckpt (the stream's position included) is a checkpoint
+    that check_checkpoint reads weights-only."""
+    args = [a for a in stream_args(stream, labelled, tmp_path) if "data.labelled" not in a]
+    compact = ["--model.encoder.compact_dim=4", "--model.encoder.pool_size=2"]
+    cli = cli_main([*args, *compact, "--data.num_workers=0", "--trainer.max_steps=3"])
+    assert cli.datamodule.labelled is None and not cli.datamodule.has_eval_splits
+    (last,) = tmp_path.rglob("last.ckpt")
+    checkpoint = check_checkpoint(last)
+    assert checkpoint["global_step"] == 3 and checkpoint["StreamingDataModule"]["train_loader"]
+    encoder = load_encoder(last)
+    assert encoder.compact_projection.fitted
+    with torch.no_grad():
+        assert encoder(torch.rand(2, 1, 28, 28)).shape == (2, 4)
 
 
 def test_two_ddp_processes_read_disjoint_shards(stream, labelled, tmp_path):
