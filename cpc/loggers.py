@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 import time
 import warnings
 from argparse import Namespace
@@ -48,7 +49,6 @@ class RunLogger(TensorBoardLogger):
         super().__init__(save_dir, name=name, version=version, purge_step=purge_step)
         self.purge_step = purge_step
         self.csv: CSVLogger | None = None  # made on first use, once TensorBoard's folder exists
-        self.previous_rows: list[dict[str, str]] = []  # metrics.csv of the run resumed here
 
     @property
     @rank_zero_experiment
@@ -60,37 +60,32 @@ class RunLogger(TensorBoardLogger):
         return super().experiment
 
     def _metrics_csv(self) -> CSVLogger:
+        """The CSV logger, made on first use (Lightning's first ``log_hyperparams``/``save``)
+        with the rows of an existing ``metrics.csv`` that stay: those before ``purge_step``
+        (all of them without one), written back at once, atomically (Lightning's writer deletes
+        the file when it is made; the kept rows must not wait in memory for the first step)."""
         if self.csv is None:
             path = Path(self.log_dir) / "metrics.csv"
-            self.previous_rows = _read_rows(path)  # a resumed run's; CSVLogger deletes the file
+            rows = [row for row in _read_rows(path) if self._kept(row)]
+            staged = _write_rows_beside(path, rows) if rows else None  # before the deletion
             self.csv = CSVLogger(self.log_dir, name="", version="")  # writes into log_dir itself
             with warnings.catch_warnings():  # the folder holds TensorBoard's files, not a CSV
                 warnings.filterwarnings("ignore", "Experiment logs directory .* is not empty")
-                self.csv.experiment  # noqa: B018 (creates the writer)
+                writer = self.csv.experiment  # Lightning's writer: deletes metrics.csv
+            if staged is not None:
+                os.replace(staged, path)
+                writer.metrics_keys = sorted(set().union(*rows))  # it appends, adding columns
         return self.csv
+
+    def _kept(self, row: dict[str, str]) -> bool:
+        """A previous run's row stays when logged before ``purge_step`` (the resumed step;
+        what a killed run logged from it on is logged again)."""
+        return self.purge_step is None or float(row.get("step") or 0) < self.purge_step
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         super().log_metrics(metrics, step)
-        writer = self._metrics_csv()
-        if self.previous_rows and step is not None:
-            self._keep_rows_before(step)
-        writer.log_metrics(metrics, step)
-
-    def _keep_rows_before(self, step: int) -> None:
-        """Write back the previous rows logged before ``step`` (the first step logged now):
-        rows of steps a killed run logged after its checkpoint are logged again now."""
-        rows = [row for row in self.previous_rows if float(row.get("step") or 0) < step]
-        self.previous_rows = []
-        if not rows:
-            return
-        writer = self._metrics_csv().experiment
-        keys = sorted(set().union(*rows))
-        with open(writer.metrics_file_path, "w", newline="") as file:
-            out = csv.DictWriter(file, fieldnames=keys)
-            out.writeheader()
-            out.writerows(rows)
-        writer.metrics_keys = keys  # the writer appends, adding columns as they come
+        self._metrics_csv().log_metrics(metrics, step)
 
     @rank_zero_only
     def log_hyperparams(
@@ -123,6 +118,19 @@ def wait_for_a_later_second(folder: Path) -> None:
     seconds = [int(parts[3]) for parts in names if len(parts) > 3 and parts[3].isdigit()]
     while seconds and int(time.time()) <= max(seconds):
         time.sleep(0.05)
+
+
+def _write_rows_beside(path: Path, rows: list[dict[str, str]]) -> Path:
+    """``rows`` as a CSV (columns sorted) in a temporary file next to ``path``, flushed to
+    disk: its path, for ``os.replace`` onto ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", newline="") as file:
+        out = csv.DictWriter(file, fieldnames=sorted(set().union(*rows)))
+        out.writeheader()
+        out.writerows(rows)
+        file.flush()
+        os.fsync(file.fileno())
+    return Path(tmp)
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

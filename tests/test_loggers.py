@@ -41,3 +41,28 @@ def test_a_resumed_runs_event_file_sorts_after_one_written_in_the_same_second(tm
     assert seconds[0] < seconds[1]
     events = EventAccumulator(resumed.log_dir).Reload()
     assert [e.value for e in events.Scalars("train/loss")] == [2.0]
+
+
+def test_the_kept_rows_are_on_disk_once_the_fit_starts_not_at_its_first_logged_step(tmp_path):
+    """Lightning's first calls of a fit (log_hyperparams, save) make the CSV writer, which
+    deletes metrics.csv: the rows before the resumed step are back on disk at once (a kill
+    before the first logged step, after the sanity check, would lose them otherwise)."""
+    killed = RunLogger(tmp_path, version=0)
+    for step in range(6):  # killed after step 5, its last checkpoint at step 3
+        killed.log_metrics({"train/loss": float(step)}, step)
+    killed.finalize("failed")
+    resumed = RunLogger(tmp_path, version=0, purge_step=3)
+    resumed.log_hyperparams({"lr": 0.1})  # TensorBoard's logs hp_metric -1 too (a CSV row)
+    resumed.save()
+    path = Path(resumed.log_dir) / "metrics.csv"
+
+    def losses() -> list[tuple[str, str, str]]:
+        with open(path, newline="") as file:
+            rows = list(csv.DictReader(file))
+        return [(r["step"], r["train/loss"], r.get("val/loss")) for r in rows if r["train/loss"]]
+
+    assert losses() == [("0", "0.0", None), ("1", "1.0", None), ("2", "2.0", None)]
+    assert not list(path.parent.glob(".metrics.csv.*"))  # the temporary file was renamed
+    resumed.log_metrics({"train/loss": 13.0, "val/loss": 7.0}, step=3)  # a new column
+    resumed.finalize("success")
+    assert losses() == [("0", "0.0", ""), ("1", "1.0", ""), ("2", "2.0", ""), ("3", "13.0", "7.0")]
