@@ -60,7 +60,7 @@ from cpc.eval.report import evaluate, format_report, write_report
 from cpc.module import CPCModule
 from cpc.precision import auto_precision
 from cpc.preflight import check_checkpoint, check_fit
-from cpc.resume import architecture_changes, nothing_left, read_checkpoint, run_version
+from cpc.resume import architecture_changes, nothing_left, run_version
 from cpc.run_folder import discard_unstarted
 from cpc.throughput import ThroughputMonitor
 
@@ -148,9 +148,9 @@ class CPCLightningCLI(LightningCLI):
         super().parse_arguments(parser, args)
         if subcommand := self.config.get("subcommand"):
             config = self.config[subcommand]
-            check_fit(config.trainer, config.get("ckpt_path"))
-            if config.get("ckpt_path") and Path(config.ckpt_path).is_file():
-                check_resume(config, fit=subcommand == "fit")
+            checkpoint = check_fit(config.trainer, config.get("ckpt_path"))
+            if checkpoint is not None:
+                check_resume(config, checkpoint, fit=subcommand == "fit")
 
     def before_instantiate_classes(self) -> None:
         """Drop default callbacks the trainer's switches rule out (no checkpointing: no
@@ -182,12 +182,17 @@ def _class(class_path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def check_resume(config: Any, fit: bool) -> None:
-    """Refuse in one line a checkpoint whose architecture differs from the config's model, or
-    (``fit``) one with nothing left to train; point the run's logger at the checkpoint's run
-    folder, so logs continue there."""
+def check_resume(config: Any, checkpoint: dict[str, Any], fit: bool) -> None:
+    """Refuse in one line a ``checkpoint`` (read from ``config.ckpt_path``) that ``cpc fit`` did
+    not write, whose architecture differs from the config's model, or (``fit``) with nothing
+    left to train; point the run's logger at the checkpoint's run folder, so logs continue
+    there."""
     path = config.ckpt_path
-    checkpoint = read_checkpoint(path)
+    if "global_step" not in checkpoint:
+        raise ValueError(
+            f"--ckpt_path {path} is not a checkpoint of cpc fit (no global_step): pass a .ckpt "
+            "written by cpc fit (e.g. <run folder>/checkpoints/last.ckpt)"
+        )
     model = config.model.as_dict() if hasattr(config.model, "as_dict") else dict(config.model)
     changes = architecture_changes(checkpoint.get("hyper_parameters") or {}, model)
     if changes:

@@ -9,6 +9,7 @@ traceback from deep inside Lightning, and without leaving a run folder behind. C
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -20,8 +21,12 @@ import torch
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 
 
-def check_fit(trainer: Any, ckpt_path: str | None) -> None:
+def check_fit(trainer: Any, ckpt_path: str | None) -> dict[str, Any] | None:
     """Every check below, on the ``trainer`` section of a fit's config and its ``ckpt_path``.
+
+    Returns:
+        The checkpoint at ``ckpt_path`` (:func:`check_checkpoint`), None without one or for a
+        path Lightning resolves itself (``last``, ``best``, ...).
 
     Raises:
         ValueError: naming the option to change.
@@ -29,8 +34,9 @@ def check_fit(trainer: Any, ckpt_path: str | None) -> None:
     check_accelerator(trainer.accelerator)
     check_precision(trainer.precision, trainer.accelerator)
     check_writable(trainer.default_root_dir)
-    if ckpt_path is not None and ckpt_path not in SPECIAL_CKPT_PATHS:
-        check_checkpoint(ckpt_path)
+    if ckpt_path is None or ckpt_path in SPECIAL_CKPT_PATHS:
+        return None
+    return check_checkpoint(ckpt_path)
 
 
 def gpu_available() -> bool:
@@ -95,12 +101,17 @@ def check_writable(root: str | os.PathLike | None) -> None:
         ) from err
 
 
-def check_checkpoint(path: str | os.PathLike) -> None:
+def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """``path`` is a Lightning checkpoint that loads: a torch zip archive holding a dict with
-    ``state_dict`` and ``pytorch-lightning_version``.
+    ``state_dict`` and ``pytorch-lightning_version``, of tensors and plain values only.
 
-    torch's own errors on a truncated or foreign file are tracebacks ending in a hint to pass
+    Read as Lightning and ``cpc fit --ckpt_path`` read it, ``weights_only`` (unpickling runs no
+    code a file could carry) and memory-mapped (tensors are read when used). torch's own errors
+    on a truncated or foreign file are tracebacks ending in a hint to pass
     ``weights_only=False``, which would not help.
+
+    Returns:
+        The checkpoint (its tensors memory-mapped).
 
     Raises:
         FileNotFoundError: no such file.
@@ -113,13 +124,20 @@ def check_checkpoint(path: str | os.PathLike) -> None:
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a checkpoint (truncated, or another format): {hint}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if unsafe:  # a pickled object, whose loading could run any code: not loaded
+            raise ValueError(
+                f"{path} holds a Python object ({unsafe[1]}), which no checkpoint of cpc fit "
+                f"holds: {hint}"
+            ) from None
         raise ValueError(f"{path} is a corrupt checkpoint ({one_word(err)}): {hint}") from err
     if not isinstance(checkpoint, dict) or not {"state_dict", "pytorch-lightning_version"} <= set(
         checkpoint
     ):
         raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict): {hint}")
+    return checkpoint
 
 
 def one_word(err: BaseException) -> str:

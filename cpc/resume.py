@@ -18,23 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 #: model options that make the architecture (weights of another shape or meaning)
 ARCHITECTURE = ("encoder", "tasks")
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint at ``path`` (weights-only unpickling, as LightningCLI reads it), or a
-    one-line ValueError when it is not a readable checkpoint."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (any unpickling error means "not a checkpoint")
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"--ckpt_path {path} is not a readable checkpoint ({reason})") from None
-    if not isinstance(checkpoint, dict) or "global_step" not in checkpoint:
-        raise ValueError(f"--ckpt_path {path} is not a checkpoint of cpc fit (no global_step)")
-    return checkpoint
 
 
 def architecture_changes(saved: dict[str, Any], model: dict[str, Any]) -> list[str]:

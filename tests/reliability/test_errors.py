@@ -7,8 +7,10 @@ checks what a shell really sees. ``CPC_DEBUG=1`` still gives the traceback.
 
 import errno
 import os
+import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,65 @@ def test_fit_from_a_file_that_is_not_a_checkpoint(kind, monkeypatch, capsys, tin
     assert not (tmp_path / "run").exists()
 
 
+def test_a_zip_that_is_not_a_torch_archive_is_a_corrupt_checkpoint(monkeypatch, capsys, tmp_path):
+    path = tmp_path / "other.ckpt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "a zip archive, but not torch's")
+    code, line = cpc(monkeypatch, capsys, "eval", f"--ckpt_path={path}")
+    assert code == 1 and line.startswith(f"cpc: error: {path} is a corrupt checkpoint (")
+    assert "): pass a .ckpt written by cpc fit" in line and "weights_only" not in line
+
+
+class Payload:
+    """A class a pickle may name: loading it with weights_only=False would run its code."""
+
+
+def test_a_checkpoint_holding_a_python_object_is_not_unpickled(monkeypatch, capsys, tmp_path):
+    path = tmp_path / "object.ckpt"
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2", "x": Payload()}, path)
+    code, line = cpc(monkeypatch, capsys, "eval", f"--ckpt_path={path}")
+    assert code == 1
+    assert line.startswith(f"cpc: error: {path} holds a Python object ({__name__}.Payload)")
+
+
+def lightning_checkpoint(path: Path, **entries) -> Path:
+    """The least a Lightning checkpoint holds, and ``entries``; no weights."""
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6", **entries}, path)
+    return path
+
+
+def test_fit_from_a_checkpoint_without_a_step(monkeypatch, capsys, tiny_folder, tmp_path):
+    path = lightning_checkpoint(tmp_path / "nostep.ckpt")
+    args = fit_args(tiny_folder, tmp_path / "run", f"--ckpt_path={path}")
+    code, line = cpc(monkeypatch, capsys, *args)
+    assert code == 1 and line.startswith(
+        f"cpc: error: --ckpt_path {path} is not a checkpoint of cpc fit (no global_step): pass"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_fit_from_a_checkpoint_at_max_steps(monkeypatch, capsys, tiny_folder, tmp_path):
+    path = lightning_checkpoint(tmp_path / "done.ckpt", global_step=5)
+    args = fit_args(tiny_folder, tmp_path / "run", f"--ckpt_path={path}", "--trainer.max_steps=5")
+    code, line = cpc(monkeypatch, capsys, *args)
+    assert code == 1 and line.startswith(
+        f"cpc: error: nothing left to train from --ckpt_path {path}: it is at step 5 and "
+        "trainer.max_steps is 5; raise it to train on"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_of_a_checkpoint_away_from_its_run_folder(monkeypatch, capsys, tmp_path):
+    """No config.yaml in the checkpoint's folder or two up: the data module must be given."""
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    path = lightning_checkpoint(tmp_path / "a" / "b" / "c" / "copied.ckpt", global_step=2)
+    code, line = cpc(monkeypatch, capsys, "eval", f"--ckpt_path={path}")
+    assert code == 1 and line == (
+        f"cpc eval: error: no config.yaml with a data section near {path}: pass --data "
+        "(e.g. --data cpc.data.FashionMNISTDataModule)"
+    )
+
+
 def test_eval_of_a_missing_checkpoint(monkeypatch, capsys, tmp_path):
     code, line = cpc(monkeypatch, capsys, "eval", f"--ckpt_path={tmp_path / 'no.ckpt'}")
     assert code == 1 and line.startswith(f"cpc: error: checkpoint not found: {tmp_path}")
@@ -137,13 +198,14 @@ def test_default_root_dir_without_write_permission(monkeypatch, capsys, tiny_fol
 def test_disk_full_or_read_only_while_training(
     error, message, monkeypatch, capsys, tiny_folder, tmp_path
 ):
-    def failing_save(obj, f, *args, **kwargs):  # the checkpoint writer hits a full disk
-        raise OSError(error, os.strerror(error), str(tmp_path / "run" / "last.ckpt"))
+    def failing_save(obj, f, *args, **kwargs):  # the disk fails: an OSError with no file name
+        raise OSError(error, os.strerror(error))
 
     monkeypatch.setattr(torch, "save", failing_save)
     code, line = cpc(monkeypatch, capsys, *fit_args(tiny_folder, tmp_path / "run"))
     assert code == 1 and line.startswith(f"cpc: error: {message}")
-    assert str(tmp_path / "run" / "last.ckpt") in line
+    checkpoints = tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints"
+    assert re.search(rf"{re.escape(str(checkpoints))}/[^/ ]+\.ckpt\b", line), line
 
 
 # --- the command line and config files -------------------------------------------------------
