@@ -182,17 +182,24 @@ class CPCModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         """A resumed run with more steps than the checkpoint planned (a raised ``max_steps`` or
-        ``max_epochs``) continues the restored schedule to the new end (see
-        :meth:`WarmupCosine.extend`), and unfits the compact projection a finished run's
-        ``last.ckpt`` brought: the weights change from the first step, so the checkpoints saved
-        until :meth:`on_train_end` fits it again leave it unfitted, never stale."""
+        ``max_epochs``) continues the restored schedule to the new end, or restarts it warm
+        when it had ended (see :meth:`WarmupCosine.extend`), and unfits the compact
+        projection a finished run's ``last.ckpt`` brought: the weights change from the first
+        step, so the checkpoints saved until :meth:`on_train_end` fits it again leave it
+        unfitted, never stale."""
         projection = getattr(self.encoder, "compact_projection", None)
         if projection is not None:
             projection.reset_parameters()
         scheduler = self.lr_schedulers()
         total = max(1, self.trainer.estimated_stepping_batches)
         if scheduler is not None and scheduler.lr_lambdas[0].total != total:
-            scheduler.lr_lambdas[0].extend(scheduler.last_epoch, total)
+            schedule, step = scheduler.lr_lambdas[0], scheduler.last_epoch
+            schedule.extend(step, total)
+            # the restored rate is the old schedule's: set this step's from the new one
+            for group, base_lr in zip(
+                scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True
+            ):
+                group["lr"] = base_lr * schedule(step)
 
 
 class WarmupCosine:
@@ -214,10 +221,15 @@ class WarmupCosine:
         return self.peak * 0.5 * (1 + math.cos(math.pi * progress))
 
     def extend(self, step: int, total: int) -> None:
-        """Re-plan the rest of the schedule from ``step`` to a new ``total``: the cosine
-        restarts from the current factor and decays to 0 at ``total`` (no jump in the rate;
-        during warmup only the end moves)."""
-        if step >= self.warmup:
+        """Re-plan the rest of the schedule from ``step`` to a new ``total``.
+
+        Before the old end, the cosine restarts from the current factor and decays to 0 at
+        ``total`` (no jump in the rate; during warmup only the end moves). A schedule that has
+        ended is at 0 and would train nothing: it restarts warm, back at the peak rate with a
+        cosine to 0 at ``total`` (SGDR, Loshchilov & Hutter, 2017)."""
+        if step >= self.total:
+            self.begin, self.peak = step, 1.0
+        elif step >= self.warmup:
             self.begin, self.peak = step, self(step)
         self.total = total
 

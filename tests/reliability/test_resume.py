@@ -34,6 +34,14 @@ def test_schedule_is_bit_identical_until_extended_then_continues_without_a_jump(
     assert during_warmup(5) == 0.6 and during_warmup(10) == 1.0 and during_warmup(200) == 0.0
 
 
+def test_an_ended_schedule_restarts_warm_when_extended():
+    schedule = WarmupCosine(warmup=10, total=100)
+    assert schedule(100) == 0.0  # ended: extending it from here would train nothing
+    schedule.extend(100, total=200)
+    assert schedule(100) == 1.0 and schedule(200) == 0.0
+    assert all(schedule(s) > schedule(s + 1) for s in range(100, 199))
+
+
 def last_ckpt(out):
     (path,) = out.rglob("last.ckpt")
     return path
@@ -50,16 +58,21 @@ def test_finished_run_extends_with_more_steps_in_the_same_folder(tiny_folder, tm
     cli_main(run(tiny_folder, out, "--trainer.max_steps=3"))
     ckpt = last_ckpt(out)
     assert torch.load(ckpt, weights_only=True)["global_step"] == 3
+    finished = torch.load(ckpt, weights_only=True)["state_dict"]
     resumed = cli_main(run(tiny_folder, out, "--trainer.max_steps=5", f"--ckpt_path={ckpt}"))
     assert resumed.trainer.global_step == 5 and last_ckpt(out) == ckpt
     assert [p.name for p in (out / "lightning_logs").iterdir()] == ["version_0"]
     schedule = resumed.trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
     assert (schedule.total, schedule.begin) == (5, 3)  # re-planned from step 3 to step 5
-    assert schedule(3) == old_schedule(3, 1, 3)  # warmup = min(100, total // 2) = 1
+    assert old_schedule(3, 1, 3) == 0.0 and schedule(3) == 1.0  # ended at 0: a warm restart
     with open(out / "lightning_logs" / "version_0" / "metrics.csv") as file:
         rows = list(csv.DictReader(file))
     train_steps = sorted({int(r["step"]) for r in rows if r.get("train/loss")})
     assert train_steps == [0, 1, 2, 3, 4]  # both runs' steps, each once (log_every_n_steps=1)
+    rates = {int(r["step"]): float(r["lr-AdamW"]) for r in rows if r.get("lr-AdamW")}
+    assert rates[3] > 0 and rates[4] > 0  # the extension trains
+    extended = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert any(not torch.equal(finished[k], extended[k]) for k in finished)
 
 
 def test_nothing_left_to_train_is_one_line_and_makes_no_folder(tiny_folder, tmp_path, monkeypatch):
