@@ -2,7 +2,8 @@
 
 :class:`PeriodicCheckpoint` writes ``last.ckpt`` every ``every_n_train_steps`` steps or
 ``every_n_minutes`` from the first ones (a ModelCheckpoint that monitors ``val/loss`` saves
-nothing before the first validation) and at the end of fit.
+nothing before the first validation, and after one only when the loss improved), after every
+validation and at the end of fit.
 
 A kill or a full disk never destroys the last good checkpoint:
 
@@ -31,11 +32,12 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 class PeriodicCheckpoint(ModelCheckpoint):
     """``last.ckpt`` every ``every_n_train_steps`` training steps or ``every_n_minutes``,
-    whichever comes first, and at the end of fit.
+    whichever comes first, after every validation, and at the end of fit.
 
     A kill loses at most that much work. With ``enable_version_counter=False`` it shares
-    ``last.ckpt`` with a monitored ModelCheckpoint that also saves it (at each validation): the
-    file is always the newest state. Under DDP every rank follows rank 0's clock.
+    ``last.ckpt`` with a monitored ModelCheckpoint that also saves it (after a validation that
+    improved the loss): the file is always the newest state. Under DDP every rank follows
+    rank 0's clock.
 
     Args:
         dirpath: folder of ``last.ckpt``; default: the logger's ``checkpoints/``.
@@ -84,6 +86,14 @@ class PeriodicCheckpoint(ModelCheckpoint):
             if trainer.strategy.broadcast(due):  # every rank as rank 0: saving is collective
                 self._save_last(trainer)
                 self._saved_at = now
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save after every validation of a fit: a ModelCheckpoint that monitors ``val/loss``
+        rewrites ``last.ckpt`` only when the loss improved (Lightning 2.6)."""
+        super().on_validation_end(trainer, pl_module)
+        if trainer.state.fn == "fit" and not (trainer.sanity_checking or trainer.fast_dev_run):
+            self._save_last(trainer)
+            self._saved_at = self.clock()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Save the final state: a fit stopped by ``max_steps`` between two saves (and past

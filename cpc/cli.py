@@ -12,9 +12,9 @@
   ``train/mfu`` (``--throughput.window_size``: steps of the rolling mean);
 - ``trainer.precision``: Lightning's values, or ``auto``: the fastest precision of this machine
   (:mod:`cpc.precision`), resolved at start and printed in one line;
-- ``trainer.callbacks``: ``ModelCheckpoint`` keeping the best by ``val/loss`` and
-  ``last.ckpt`` at each validation, :class:`cpc.checkpoint_io.PeriodicCheckpoint` writing
-  ``last.ckpt`` every 100 steps or 10 minutes and at the end of fit, and
+- ``trainer.callbacks``: ``ModelCheckpoint`` keeping the best by ``val/loss``,
+  :class:`cpc.checkpoint_io.PeriodicCheckpoint` writing ``last.ckpt`` every 100 steps or 10
+  minutes, after each validation and at the end of fit, and
   ``LearningRateMonitor`` logging the learning rate every step (a default list: a config's
   ``trainer.callbacks`` replaces it; ``--trainer.enable_checkpointing false`` and
   ``--trainer.logger false`` drop the ones they rule out);
@@ -66,8 +66,8 @@ from cpc.throughput import ThroughputMonitor
 
 #: default callbacks, replaceable in a config or on the command line (``trainer.callbacks``).
 #: Two write ``last.ckpt`` (so no version counter, no ``last-v1.ckpt``): PeriodicCheckpoint
-#: every 100 steps or 10 minutes from the first ones and at the end of fit, and a
-#: ModelCheckpoint at each validation, which also keeps the best by val/loss.
+#: every 100 steps or 10 minutes from the first ones, after each validation and at the end of
+#: fit, and a ModelCheckpoint that keeps the best by val/loss (and last.ckpt when it improved).
 DEFAULT_CALLBACKS = [
     {
         "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",

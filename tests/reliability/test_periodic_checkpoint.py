@@ -76,6 +76,28 @@ def test_minutes_save_between_step_saves_by_a_clock_counted_from_the_last_save(
         PeriodicCheckpoint(every_n_minutes=0)
 
 
+def test_every_validation_saves_even_when_the_loss_did_not_improve(
+    tiny_folder, tmp_path, monkeypatch
+):
+    """With lr 0 the val/loss never improves after the first validation, so the monitored
+    ModelCheckpoint writes last.ckpt once; PeriodicCheckpoint writes it after every validation
+    (2 steps an epoch) and at the end of fit."""
+    saves = []
+    save_last = PeriodicCheckpoint._save_last
+    monkeypatch.setattr(
+        PeriodicCheckpoint,
+        "_save_last",
+        lambda self, t: saves.append(t.global_step) or save_last(self, t),
+    )
+    periodic = {**PERIODIC, "init_args": {"every_n_train_steps": 1000, "every_n_minutes": None}}
+    callbacks = "--trainer.callbacks=" + json.dumps([DEFAULT_CALLBACKS[0], periodic])
+    args = fit_args(tiny_folder, tmp_path / "run", callbacks, "--model.lr=0")
+    cli_main([*args, "--trainer.max_epochs=3"])
+    assert saves == [2, 4, 6, 6]  # three validations, then the end of fit
+    (last,) = (tmp_path / "run").rglob("last.ckpt")
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+
+
 def test_nan_stop_before_any_validation_keeps_and_names_the_last_checkpoint(tiny_folder, tmp_path):
     nan = {"class_path": "faults.NonFiniteAt", "init_args": {"step": 3}}
     args = fit_args(tiny_folder, tmp_path / "run", callbacks(nan), "--trainer.max_epochs=1")
