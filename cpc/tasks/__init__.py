@@ -1,6 +1,6 @@
 """Pretext tasks on a shared patch encoder: each turns images into a loss (see ``base.Task``)."""
 
-from cpc.tasks.base import PatchEncoder, Task, TaskFactory
+from cpc.tasks.base import GridEncoder, Task, TaskFactory
 from cpc.tasks.cpc import CPCTask
 from cpc.tasks.jigsaw import JigsawTask
 from cpc.tasks.patch_position import PatchPositionTask
@@ -9,7 +9,7 @@ from cpc.tasks.rotation import RotationTask
 __all__ = [
     "CPCTask",
     "JigsawTask",
-    "PatchEncoder",
+    "GridEncoder",
     "PatchPositionTask",
     "RotationTask",
     "Task",

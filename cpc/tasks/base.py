@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 
-class PatchEncoder(Protocol):
+class GridEncoder(Protocol):
     """What tasks may call on the shared encoder (``cpc.models.ResNetEncoder`` has it all)."""
 
     num_features: int
@@ -57,14 +57,14 @@ class Task(nn.Module):
             raise ValueError(f"{type(self).__name__} weight must be >= 0, got {weight}")
         self.weight = weight
 
-    def forward(self, encoder: PatchEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, encoder: GridEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Images ``(B, C, H, W)`` in [0, 1] -> ``{"loss": scalar, <metric>: scalar, ...}``.
 
         Augment only when ``self.training``; validation sees clean images.
         """
         raise NotImplementedError
 
-    def check_encoder(self, encoder: PatchEncoder) -> None:
+    def check_encoder(self, encoder: GridEncoder) -> None:
         """Raise ``ValueError`` (one line, saying what to change) if this task cannot work with
         ``encoder``'s geometry. Called by the module at construction, before any training."""
 

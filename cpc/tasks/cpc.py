@@ -22,7 +22,7 @@ from torch import nn
 from cpc.losses.info_nce import info_nce, mi_lower_bound
 from cpc.models.augment import PatchAugment
 from cpc.models.context import MaskedConvContext
-from cpc.tasks.base import PatchEncoder, Task
+from cpc.tasks.base import GridEncoder, Task
 
 Direction = Literal["down", "up", "right", "left"]
 
@@ -102,7 +102,7 @@ class CPCTask(Task):
             }
         )
 
-    def forward(self, encoder: PatchEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, encoder: GridEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
         patches = encoder.patchify(images)  # (B, Gh, Gw, C, P, P)
         if self.training:
             patches = self.augment(patches)
@@ -145,7 +145,7 @@ class CPCTask(Task):
         spread = flat.amax(dim=-1) - flat.amin(dim=-1)  # (B, Gh, Gw)
         return (spread > 1e-3)[:, None]
 
-    def check_encoder(self, encoder: PatchEncoder) -> None:
+    def check_encoder(self, encoder: GridEncoder) -> None:
         """Refuse steps whose target patches share pixels with the context's rows."""
         size, stride = getattr(encoder, "patch_size", None), getattr(encoder, "patch_stride", None)
         if size is None or stride is None:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cpc.tasks.base import PatchEncoder
+from cpc.tasks.base import GridEncoder
 
 
-def patch_geometry(encoder: PatchEncoder) -> tuple[int, int]:
+def patch_geometry(encoder: GridEncoder) -> tuple[int, int]:
     """The encoder's ``(patch_size, patch_stride)``; ``TypeError`` if it lacks either."""
     size, stride = getattr(encoder, "patch_size", None), getattr(encoder, "patch_stride", None)
     if size is None or stride is None:
@@ -28,7 +28,7 @@ def patch_geometry(encoder: PatchEncoder) -> tuple[int, int]:
     return size, stride
 
 
-def wrapped_patch_grid(encoder: PatchEncoder, images: torch.Tensor) -> torch.Tensor:
+def wrapped_patch_grid(encoder: GridEncoder, images: torch.Tensor) -> torch.Tensor:
     """Patch grid of the images wrapped onto a torus: ``(B, C, H, W)`` -> ``(B, Gh, Gw, C, P, P)``.
 
     The images are centre-cropped to ``(Gh * stride, Gw * stride)`` with ``Gh = H // stride``
@@ -68,7 +68,7 @@ def check_grid(rows: int, cols: int, steps: int, arg: str = "PatchPositionTask g
         )
 
 
-def check_no_overlap(encoder: PatchEncoder, steps: int, arg: str = "PatchPositionTask gap") -> None:
+def check_no_overlap(encoder: GridEncoder, steps: int, arg: str = "PatchPositionTask gap") -> None:
     """Raise if patches ``steps`` grid steps apart share pixels: ``steps * stride < P``.
 
     Needs only the encoder, so tasks call it at construction (``Task.check_encoder``).
@@ -85,7 +85,7 @@ def check_no_overlap(encoder: PatchEncoder, steps: int, arg: str = "PatchPositio
 
 
 def check_no_wrap_overlap(
-    encoder: PatchEncoder, rows: int, cols: int, steps: int, arg: str = "JigsawTask spacing"
+    encoder: GridEncoder, rows: int, cols: int, steps: int, arg: str = "JigsawTask spacing"
 ) -> None:
     """Raise if a 3x3 arrangement of patches ``steps`` steps apart overlaps itself across the
     wrap of a ``rows x cols`` wrapped grid.

@@ -39,7 +39,7 @@ from torch import nn
 
 from cpc.models.augment import PatchAugment
 from cpc.models.heads import mlp_head
-from cpc.tasks.base import PatchEncoder, Task
+from cpc.tasks.base import GridEncoder, Task
 from cpc.tasks.geometry import (
     check_grid,
     check_no_overlap,
@@ -158,13 +158,13 @@ class JigsawTask(Task):
         self.augment = augment if augment is not None else PatchAugment(max_shift=2, drop_color=0.5)
         self.head = mlp_head(NUM_TILES * num_features, num_permutations, hidden)
 
-    def check_encoder(self, encoder: PatchEncoder) -> None:
+    def check_encoder(self, encoder: GridEncoder) -> None:
         """Refuse a ``spacing`` that makes neighbouring tiles share pixels (the wrap, which
         depends on the image size, is checked on each batch)."""
         check_no_overlap(encoder, self.spacing, "JigsawTask spacing")
 
     def make_puzzles(
-        self, encoder: PatchEncoder, images: torch.Tensor
+        self, encoder: GridEncoder, images: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images ``(B, C, H, W)`` -> shuffled tiles ``(B, 9, C, P, P)`` (augmented in
         training), permutation labels ``(B,)`` and the tiles' grid offsets ``(B, 2)``."""
@@ -193,7 +193,7 @@ class JigsawTask(Task):
             tiles = self.augment(tiles)
         return tiles, labels, offsets
 
-    def forward(self, encoder: PatchEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, encoder: GridEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
         tiles, labels, _ = self.make_puzzles(encoder, images)
         b = tiles.shape[0]
         z = encoder.encode_grid(tiles.view(b, 3, 3, *tiles.shape[2:]))  # (B, D, 3, 3)

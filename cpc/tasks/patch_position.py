@@ -49,7 +49,7 @@ from torch import nn
 
 from cpc.models.augment import PatchAugment
 from cpc.models.heads import mlp_head
-from cpc.tasks.base import PatchEncoder, Task
+from cpc.tasks.base import GridEncoder, Task
 from cpc.tasks.geometry import check_grid, check_no_overlap, wrapped_patch_grid
 
 #: (row, column) direction of label l, row-major around the centre, the paper's order:
@@ -155,12 +155,12 @@ class PatchPositionTask(Task):
         self.augment = augment if augment is not None else PatchAugment(max_shift=2, drop_color=0.5)
         self.head = mlp_head(2 * num_features, len(DIRECTIONS), hidden)
 
-    def check_encoder(self, encoder: PatchEncoder) -> None:
+    def check_encoder(self, encoder: GridEncoder) -> None:
         """Refuse a ``gap`` that makes the two patches share pixels (the grid's size, which
         depends on the images, is checked on each batch)."""
         check_no_overlap(encoder, self.gap)
 
-    def make_pairs(self, encoder: PatchEncoder, images: torch.Tensor) -> Pairs:
+    def make_pairs(self, encoder: GridEncoder, images: torch.Tensor) -> Pairs:
         """Images ``(B, C, H, W)`` -> :class:`Pairs` (augmented in training)."""
         patches = wrapped_patch_grid(encoder, images)  # (B, Gh, Gw, C, P, P)
         # across the wrap a pair is G - gap steps apart, more than gap once check_grid (in
@@ -174,7 +174,7 @@ class PatchPositionTask(Task):
             pairs = pairs._replace(patches=self.augment(pairs.patches))
         return pairs
 
-    def forward(self, encoder: PatchEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, encoder: GridEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
         pairs = self.make_pairs(encoder, images)
         b, k = pairs.labels.shape
         # (B, K, 2, C, P, P) -> (B*K, 1, 2, C, P, P): each pair as a 1x2 grid for encode_grid

@@ -18,7 +18,7 @@ from torch import nn
 
 from cpc.models.augment import ImageAugment
 from cpc.models.heads import mlp_head
-from cpc.tasks.base import PatchEncoder, Task
+from cpc.tasks.base import GridEncoder, Task
 
 #: Rotation classes: label k means the image was turned by k * 90 degrees counter-clockwise.
 NUM_ROTATIONS = 4
@@ -140,7 +140,7 @@ class RotationTask(Task):
             k = torch.arange(b, device=images.device) % NUM_ROTATIONS  # (B,) fixed for val
         return rotate(images, k), k
 
-    def forward(self, encoder: PatchEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, encoder: GridEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
         inputs, labels = self.make_examples(images)  # (N, C, S, S), (N,)
         features = encoder.forward_features(inputs).mean(dim=(2, 3))  # (N, D, Gh, Gw) -> (N, D)
         logits = self.head(features)  # (N, 4)
