@@ -59,7 +59,7 @@ class CPCModule(L.LightningModule):
         # Under `cpc fit` (LightningCLI) the hparams hold encoder and tasks as their config
         # (class_path dicts), which rebuilds them in load_from_checkpoint. Built in Python they
         # are live objects: not saved (pass them again to load_from_checkpoint).
-        live = [key for key in ("encoder", "tasks") if not _is_config(self.hparams.get(key))]
+        live = [key for key in ("encoder", "tasks") if not _is_yaml_value(self.hparams.get(key))]
         if live:
             self.save_hyperparameters(ignore=live)
         self.encoder = encoder if encoder is not None else ResNetEncoder()
@@ -251,8 +251,8 @@ def task_metrics(
     return metrics
 
 
-def _is_config(value) -> bool:
+def _is_yaml_value(value) -> bool:
     """True for what a config file holds (None, str, dict, lists of them), not live objects."""
     if isinstance(value, list | tuple):
-        return all(_is_config(item) for item in value)
+        return all(_is_yaml_value(item) for item in value)
     return value is None or isinstance(value, str | dict | int | float | bool)

@@ -28,7 +28,7 @@ def architecture_changes(saved: dict[str, Any], model: dict[str, Any]) -> list[s
     command's ``model`` section differ (none when the checkpoint holds no model config)."""
     changes = []
     for key in ARCHITECTURE:
-        if not _is_config(saved.get(key)):
+        if not _is_class_path_config(saved.get(key)):
             continue
         old = _flatten(saved.get(key), f"model.{key}")
         new = _flatten(model.get(key), f"model.{key}")
@@ -107,8 +107,8 @@ def _qualified(class_path: str | None) -> str | None:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _is_config(value: Any) -> bool:
+def _is_class_path_config(value: Any) -> bool:
     """A config (class_path dicts, lists of them), not missing or a live object's placeholder."""
     if isinstance(value, list):
-        return all(_is_config(item) for item in value)
+        return all(_is_class_path_config(item) for item in value)
     return isinstance(value, dict)
