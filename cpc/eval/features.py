@@ -41,7 +41,6 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from cpc.eval.storage import FeatureStore
-from cpc.models import projection
 
 Pooling = Literal["mean", "grid", "full"]
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -80,17 +79,6 @@ def standardization(features: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Te
     """
     std, mean = torch.std_mean(features.float(), dim=0)  # (D,) each
     return mean, torch.where(std < eps, torch.ones_like(std), std)
-
-
-def principal_components(features: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean ``(D,)`` and the top ``dim`` principal directions ``(D, dim)`` of ``features`` (N, D)
-    (:func:`cpc.models.projection.principal_components`, exact). ``(x - mean) @ basis``
-    projects onto them; followed by standardisation it is PCA whitening (Jegou & Chum, 2012,
-    for retrieval): correlated directions no longer count several times in a cosine, and the
-    low-variance tail is dropped.
-    """
-    mean, basis, _ = projection.principal_components(features, dim)
-    return mean, basis
 
 
 def extract_features(
@@ -164,7 +152,7 @@ def extract_feature_sets(
         ``{name}_compact``; with ``pixels`` the key ``"pixels"`` holding ``(N, C*H*W)``.
     """
     if device is None:
-        device = next((_device_of(e) for e in encoders.values()), torch.device("cpu"))
+        device = next((device_of(e) for e in encoders.values()), torch.device("cpu"))
     device = torch.device(device)
     outputs = FeatureStore(memmap, _length(loader))  # name -> rows, appended batch by batch
     labels: list[torch.Tensor] = []
@@ -283,7 +271,8 @@ def _length(loader: Batches) -> int | None:
         return None
 
 
-def _device_of(module: nn.Module) -> torch.device:
+def device_of(module: nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter (the CPU for a module without any)."""
     param = next(module.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
@@ -294,7 +283,7 @@ def _frozen_on(module: nn.Module, device: torch.device) -> Iterator[nn.Module]:
     restored afterwards (a module may mix modes, e.g. frozen BatchNorm inside a training net).
     """
     modes = [(m, m.training) for m in module.modules()]
-    original = _device_of(module)
+    original = device_of(module)
     module.eval().to(device)
     try:
         yield module

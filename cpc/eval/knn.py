@@ -39,9 +39,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from cpc.eval.features import principal_components, standardization
+from cpc.eval.features import standardization
 from cpc.eval.index import CHUNK, Transform, build_index, search_index
 from cpc.eval.protocol import EvalProtocol
+from cpc.models.projection import principal_components
 
 DEFAULT = EvalProtocol()  # k and temperature default to the evaluation protocol's
 
@@ -95,7 +96,7 @@ def knn_predict(
         exact_max: the faiss backend searches banks of up to ``exact_max`` rows exactly and
             larger ones with an approximate IVF index (:mod:`cpc.eval.index`).
         pca: if > 0 and below ``D``, both sets are first projected onto the bank's top ``pca``
-            principal components (:func:`cpc.eval.features.principal_components`); with
+            principal components (:func:`cpc.models.projection.principal_components`); with
             ``standardize`` that is PCA whitening.
 
     Returns:
@@ -216,7 +217,7 @@ def _search(
     if backend not in ("faiss", "torch"):
         raise ValueError(f"backend must be 'faiss' or 'torch', got {backend!r}")
     if 0 < pca < train_features.shape[1]:
-        mean, basis = principal_components(train_features.float(), pca)  # (D,), (D, pca)
+        mean, basis, _ = principal_components(train_features.float(), pca)  # (D,), (D, pca)
         train_features = _project(train_features, mean, basis)  # (N, pca)
         query_sets = [_project(query, mean, basis) for query in query_sets]  # (Q, pca) each
     cosine = cosine_transform(train_features, standardize)
@@ -256,7 +257,7 @@ def knn_accuracy(
         standardize, exact_max: as in :func:`knn_predict`.
         query_labels: true labels of the queries.
         pca: if > 0 and below ``D``, both sets are first projected onto the bank's top ``pca``
-            principal components (:func:`cpc.eval.features.principal_components`); with
+            principal components (:func:`cpc.models.projection.principal_components`); with
             ``standardize`` that is PCA whitening.
 
     Returns:

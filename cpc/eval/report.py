@@ -38,7 +38,13 @@ import torch
 from torch import nn
 
 from cpc.eval.baseline_cache import BaselineCache, architecture, fingerprint
-from cpc.eval.features import bf16_features, extract_feature_sets, project_rows, projection_ready
+from cpc.eval.features import (
+    bf16_features,
+    device_of,
+    extract_feature_sets,
+    project_rows,
+    projection_ready,
+)
 from cpc.eval.knn import knn_accuracies
 from cpc.eval.linear_probe import linear_probe
 from cpc.eval.protocol import EvalData, EvalProtocol
@@ -287,7 +293,7 @@ def baseline_rows(
     ``(rows, from_cache)``."""
     protocol = scorer.protocol
     fresh = random_init(encoder, protocol.seed)
-    device = torch.device(device) if device is not None else _device_of(encoder)
+    device = torch.device(device) if device is not None else device_of(encoder)
     store = BaselineCache() if cache else None
     key = None
     if store is not None:
@@ -316,11 +322,6 @@ def baseline_rows(
     if store is not None:
         store.save(key, rows)
     return rows, False
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    param = next(module.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def evaluate_encoder(

@@ -150,18 +150,3 @@ def test_bf16_features_on_bf16_gpus_only_and_close_to_float32(monkeypatch):
     half = extract_feature_sets({"e": encoder}, loader, "full", progress=False, bf16=True)[0]
     assert half["e"].dtype == torch.float32 and not torch.equal(half["e"], full["e"])
     torch.testing.assert_close(half["e"], full["e"], rtol=0.05, atol=0.05)
-
-
-def test_principal_components_in_chunks_match_the_whole_covariance():
-    from cpc.eval.features import principal_components
-
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(20000, 5, generator=generator) @ torch.randn(5, 5, generator=generator) + 3
-    mean, basis = principal_components(x, 2)  # more rows than one chunk
-    centred = x.double() - x.double().mean(dim=0)
-    _, vectors = torch.linalg.eigh(centred.T @ centred / (len(x) - 1))
-    reference = vectors[:, -2:].flip(1).float()
-    torch.testing.assert_close(mean, x.double().mean(dim=0).float())
-    # the same subspace: the projectors onto it agree (eigenvectors are unique only up to sign)
-    torch.testing.assert_close(basis @ basis.T, reference @ reference.T, rtol=0, atol=1e-5)
-    torch.testing.assert_close(basis.T @ basis, torch.eye(2), rtol=0, atol=1e-5)  # orthonormal

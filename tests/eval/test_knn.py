@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from cpc.eval.features import principal_components
 from cpc.eval.knn import knn_accuracies, knn_accuracy, knn_neighbours, knn_predict
 
 BACKENDS = ["faiss", "torch"]
@@ -179,17 +178,6 @@ def test_knn_neighbours_standardize_ranks_the_standardised_features():
     assert torch.equal(idx, expected)
     _, raw = knn_neighbours(bank, query, k=4)
     assert not torch.equal(raw, expected)  # the large first dimension dominates raw cosine
-
-
-def test_principal_components_are_orthonormal_and_ordered_by_variance():
-    torch.manual_seed(0)
-    x = torch.randn(500, 6) * torch.tensor([5.0, 1.0, 3.0, 0.1, 2.0, 0.5])
-    mean, basis = principal_components(x, 3)
-    torch.testing.assert_close(basis.T @ basis, torch.eye(3), atol=1e-5, rtol=0)
-    variances = ((x - mean) @ basis).var(dim=0)
-    assert variances[0] > variances[1] > variances[2]
-    top_axes = basis.abs().argmax(dim=0).tolist()  # the axes of largest variance, in order
-    assert top_axes == [0, 2, 4]
 
 
 def test_pca_whitening_lets_a_weak_signal_count_against_correlated_noise():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cpc.models.encoder import ResNetEncoder
-from cpc.models.projection import WhitenedPCA
+from cpc.models.projection import WhitenedPCA, principal_components
 
 
 def correlated(n=500, f=12, seed=0):
@@ -87,3 +87,27 @@ def test_compact_dim_above_the_pooled_grid_is_refused_when_the_encoder_is_built(
     ):
         ResNetEncoder(width=8, compact_dim=17)
     assert ResNetEncoder(width=8, pool_size=2, compact_dim=17).compact_features == 17  # 64 values
+
+
+def test_principal_components_are_orthonormal_and_ordered_by_variance():
+    torch.manual_seed(0)
+    x = torch.randn(500, 6) * torch.tensor([5.0, 1.0, 3.0, 0.1, 2.0, 0.5])
+    mean, basis, _ = principal_components(x, 3)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(3), atol=1e-5, rtol=0)
+    variances = ((x - mean) @ basis).var(dim=0)
+    assert variances[0] > variances[1] > variances[2]
+    top_axes = basis.abs().argmax(dim=0).tolist()  # the axes of largest variance, in order
+    assert top_axes == [0, 2, 4]
+
+
+def test_principal_components_in_chunks_match_the_whole_covariance():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(20000, 5, generator=generator) @ torch.randn(5, 5, generator=generator) + 3
+    mean, basis, _ = principal_components(x, 2)  # more rows than one chunk
+    centred = x.double() - x.double().mean(dim=0)
+    _, vectors = torch.linalg.eigh(centred.T @ centred / (len(x) - 1))
+    reference = vectors[:, -2:].flip(1).float()
+    torch.testing.assert_close(mean, x.double().mean(dim=0).float())
+    # the same subspace: the projectors onto it agree (eigenvectors are unique only up to sign)
+    torch.testing.assert_close(basis @ basis.T, reference @ reference.T, rtol=0, atol=1e-5)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(2), rtol=0, atol=1e-5)  # orthonormal
