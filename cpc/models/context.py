@@ -16,7 +16,8 @@ class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channels of each grid position of ``(B, D, H, W)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        x = x.permute(0, 2, 3, 1)  # (B, D, H, W) -> (B, H, W, D): channels last for LayerNorm
+        return super().forward(x).permute(0, 3, 1, 2)  # (B, H, W, D) -> (B, D, H, W)
 
 
 class CausalConv2d(nn.Conv2d):
@@ -65,9 +66,9 @@ class GRUContext(nn.Module):
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:  # (B, D, H, W)
         b, d, h, w = latents.shape
-        seq = latents.permute(0, 3, 2, 1).reshape(b * w, h, d)  # (B*W, H, D)
-        out, _ = self.gru(seq)
-        return out.reshape(b, w, h, d).permute(0, 3, 2, 1)  # (B, D, H, W)
+        seq = latents.permute(0, 3, 2, 1).reshape(b * w, h, d)  # -> (B, W, H, D) -> (B*W, H, D)
+        out, _ = self.gru(seq)  # (B*W, H, D): one sequence down each column
+        return out.reshape(b, w, h, d).permute(0, 3, 2, 1)  # -> (B, W, H, D) -> (B, D, H, W)
 
 
 class TransformerContext(nn.Module):
@@ -97,16 +98,19 @@ class TransformerContext(nn.Module):
         b, d, h, w = latents.shape
         if h > self.max_grid or w > self.max_grid:
             raise ValueError(f"grid {h}x{w} exceeds max_grid={self.max_grid}: raise max_grid")
+        # (M*M, D) -> (M, M, D) with M = max_grid -> top-left (H, W, D) -> (H*W, D), raster order
         pos = self.position.view(self.max_grid, self.max_grid, d)[:h, :w].reshape(h * w, d)
-        x = latents.flatten(2).transpose(1, 2) + pos  # (B, T=H*W, D)
+        x = latents.flatten(2).transpose(1, 2) + pos  # (B, D, H, W) -> (B, D, T) -> (B, T=H*W, D)
         for norm1, qkv, proj, norm2, mlp in zip(
             self.norms1, self.qkv, self.proj, self.norms2, self.mlp, strict=True
         ):
+            # (B, T, 3*D) -> (B, T, 3, nh, hs) -> q, k, v: (B, T, nh, hs) each, hs = D / nh
             q, k, v = qkv(norm1(x)).view(b, h * w, 3, self.heads, -1).unbind(2)
             # (B, T, nh, hs) -> (B, nh, T, hs)
             attn = F.scaled_dot_product_attention(
                 q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
             )
+            # (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, D): the heads side by side again
             x = x + proj(attn.transpose(1, 2).reshape(b, h * w, d))
             x = x + mlp(norm2(x))
-        return x.transpose(1, 2).reshape(b, d, h, w)
+        return x.transpose(1, 2).reshape(b, d, h, w)  # (B, T, D) -> (B, D, T) -> (B, D, H, W)

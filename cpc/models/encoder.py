@@ -129,8 +129,9 @@ class PatchEncoder(nn.Module):
     def encode_grid(self, patches: torch.Tensor) -> torch.Tensor:
         """Patches ``(B, Gh, Gw, C, P, P)`` -> latent grid ``(B, D, Gh, Gw)``, one batched call."""
         b, gh, gw = patches.shape[:3]
+        # (B, Gh, Gw, C, P, P) -> (B*Gh*Gw, C, P, P): every patch of the batch in one call
         z = self.encode_patches(patches.reshape(b * gh * gw, *patches.shape[3:]))  # (B*Gh*Gw, D)
-        return z.view(b, gh, gw, -1).permute(0, 3, 1, 2)  # (B, D, Gh, Gw)
+        return z.view(b, gh, gw, -1).permute(0, 3, 1, 2)  # -> (B, Gh, Gw, D) -> (B, D, Gh, Gw)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], ``(B, C, H, W)`` -> latent grid ``(B, D, Gh, Gw)``."""
@@ -236,4 +237,4 @@ class ResNetEncoder(PatchEncoder):
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-        return x.mean(dim=(2, 3))
+        return x.mean(dim=(2, 3))  # (N, D, h, w) -> (N, D)

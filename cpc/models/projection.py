@@ -94,7 +94,7 @@ class WhitenedPCA(nn.Module):
                 f"the compact projection was fitted on {self.mean.shape[0]} features, got "
                 f"{features.shape[1]}: images of another size need a new fit"
             )
-        return (features.to(self.basis.dtype) - self.mean) @ self.basis
+        return (features.to(self.basis.dtype) - self.mean) @ self.basis  # (B, F) @ (F, dim)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         for name in ("mean", "basis"):  # take the saved shapes (fitted or not)
