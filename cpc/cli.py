@@ -56,7 +56,8 @@ from cpc.console import CLIParser, Parser, QuietStart, quiet_lightning, run_with
 from cpc.data.datamodule import ImageDataModule
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
 from cpc.eval.protocol import EvalProtocol, protocol_names
-from cpc.eval.report import evaluate, format_report, write_report
+from cpc.eval.report import evaluate
+from cpc.eval.report_io import format_report, write_report
 from cpc.module import CPCModule
 from cpc.precision import auto_precision
 from cpc.preflight import check_checkpoint, check_fit

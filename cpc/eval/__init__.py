@@ -3,8 +3,8 @@
 protocol.py (the settings: k, T, pooling, standardisation, probe, seed; one dataclass) ->
 features.py (encoder -> pooled features, once per split; kept in RAM or memory-mapped files by
 storage.py) -> knn.py (over index.py's faiss index) / linear_probe.py (pure functions on
-features) -> report.py (both, against random-init and pixel baselines) ->
-callbacks.py (online kNN during training, the report at the end of fit).
+features) -> report.py (both, against random-init and pixel baselines; report_io.py prints and
+saves it) -> callbacks.py (online kNN during training, the report at the end of fit).
 """
 
 import importlib
@@ -28,9 +28,9 @@ _EXPORTS = {
     "EvalProtocol": "protocol",
     "evaluate": "report",
     "evaluate_encoder": "report",
-    "format_report": "report",
+    "format_report": "report_io",
     "random_init": "report",
-    "write_report": "report",
+    "write_report": "report_io",
 }
 
 

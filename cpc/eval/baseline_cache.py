@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cpc.eval.report_io import write_report  # atomic JSON writer
+
 #: raise when the features, kNN or probe change what a cached row means
 VERSION = 1
 
@@ -99,6 +101,4 @@ class BaselineCache:
 
     def save(self, key: Mapping[str, Any], value: Mapping[str, Any]) -> Path:
         """Store ``value`` under ``key`` (atomically); returns the file."""
-        from cpc.eval.report import write_report  # atomic JSON writer
-
         return write_report({"key": key, "value": value}, self.path(key))

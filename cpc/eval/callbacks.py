@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 from cpc.eval.features import extract_features, subset_loader
 from cpc.eval.knn import knn_accuracy
 from cpc.eval.protocol import EvalProtocol
-from cpc.eval.report import check_eval_data, evaluate, format_report, write_report
+from cpc.eval.report import check_eval_data, evaluate
+from cpc.eval.report_io import format_report, write_report
 
 
 class OnlineKNN(L.Callback):

@@ -24,14 +24,10 @@ selection touches the split that is reported (``meta["test_split"] == "val"``).
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,18 +44,13 @@ from cpc.eval.features import (
 from cpc.eval.knn import knn_accuracies
 from cpc.eval.linear_probe import linear_probe
 from cpc.eval.protocol import EvalData, EvalProtocol
+from cpc.eval.report_io import MODELS, jsonable
+
+# re-exported: part of this module's API too (benchmarks and user code import them from here)
+from cpc.eval.report_io import format_report as format_report
+from cpc.eval.report_io import write_report as write_report
 
 log = logging.getLogger(__name__)
-
-#: report keys of the compared features, in table order, and their row names: each model with
-#: the protocol's pooling, and (``protocol.compact``) its compact feature, ``encoder(images)``
-MODELS = {
-    "encoder": "encoder",
-    "encoder_compact": "encoder compact",
-    "random_init": "random-init",
-    "random_init_compact": "random-init compact",
-    "pixels": "pixels",
-}
 
 
 def random_init(encoder: nn.Module, seed: int = 0) -> nn.Module:
@@ -158,7 +149,7 @@ def evaluate(
         "baselines_cached": cached,
         "num_classes": splits.num_classes,
         **protocol.as_dict(),
-        "probe_kwargs": {key: _jsonable(v) for key, v in probe_kwargs.items()},
+        "probe_kwargs": {key: jsonable(v) for key, v in probe_kwargs.items()},
         "split_sizes": {split: len(y) for split, y in labels.items()},
         "test_split": test_split,
         "seconds": round(time.perf_counter() - start, 2),
@@ -302,7 +293,7 @@ def baseline_rows(
             datamodule=f"{type(splits).__module__}.{type(splits).__qualname__}",
             architecture=architecture(fresh),
             protocol=protocol.as_dict(),
-            probe_kwargs={name: _jsonable(v) for name, v in scorer.probe_kwargs.items()},
+            probe_kwargs={name: jsonable(v) for name, v in scorer.probe_kwargs.items()},
             test_split=scorer.test_split,
             num_classes=splits.num_classes,
             device=device.type,
@@ -357,61 +348,3 @@ def check_eval_data(name: str, datamodule: Any) -> None:
             f"(a cpc.data.ImageDataModule), got {type(datamodule).__name__}: pass one to fit "
             "or disable the callback"
         )
-
-
-def format_report(report: Mapping[str, Any]) -> str:
-    """A small aligned table of accuracies in %: one row per model, kNN and linear top-1/5."""
-    columns = [("knn", "top1"), ("knn", "top5"), ("linear", "top1"), ("linear", "top5")]
-    header = f"{'features':<20}" + "".join(f"{f'{m} {t}':>13}" for m, t in columns)
-    lines = [header, "-" * len(header)]
-    for key, row in MODELS.items():
-        if key in report:
-            cells = "".join(f"{100 * report[key][m][t]:>13.2f}" for m, t in columns)
-            lines.append(f"{row:<20}{cells}")
-    meta = report.get("meta", {})
-    if meta:
-        cached = ", baselines cached" if meta.get("baselines_cached") else ""
-        lines.append(
-            f"k={meta.get('k')} T={meta.get('temperature')} pooling={meta.get('pooling')} "
-            f"standardized={meta.get('knn_standardize')} knn_pca={meta.get('knn_pca')} "
-            f"feature_dim={meta.get('feature_dim')} compact_dim={meta.get('compact_dim')} "
-            f"reported on {meta.get('test_split')!r} "
-            f"({meta.get('seconds')} s{cached})"
-        )
-    return "\n".join(lines)
-
-
-def write_report(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``report`` as JSON atomically: a temp file in the same folder, then ``os.replace``.
-
-    A reader never sees a half-written file, and a crash leaves any previous report intact.
-    Returns the path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.fchmod(fd, 0o666 & ~umask)  # readable like any other output (mkstemp gives 0600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(report), f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _jsonable(value: Any) -> Any:
-    """Tensors -> numbers, tuples -> lists, dict keys -> strings (recursively)."""
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value

@@ -1,7 +1,6 @@
 import collections
 import copy
 import json
-import os
 from types import SimpleNamespace
 
 import pytest
@@ -11,13 +10,7 @@ from torch import nn
 import cpc.eval.report as report_module
 from cpc.data.datamodule import ImageDataModule
 from cpc.eval.protocol import EvalProtocol
-from cpc.eval.report import (
-    Scorer,
-    evaluate_encoder,
-    format_report,
-    random_init,
-    write_report,
-)
+from cpc.eval.report import Scorer, evaluate_encoder, random_init
 from cpc.eval.storage import FeatureRows
 from cpc.models.encoder import PatchEncoder, ResNetEncoder
 
@@ -153,12 +146,6 @@ def test_random_init_is_seeded_fresh_and_leaves_the_original_alone(encoder):
     encoder.load_state_dict(before)
 
 
-def fake_report():
-    result = {"knn": {"top1": 0.5, "top5": 1.0}, "linear": {"top1": 0.875, "top5": 1.0}}
-    meta = {"k": 20, "temperature": 0.07, "pooling": "mean", "feature_dim": 16}
-    return {"encoder": result, "random_init": result, "pixels": result, "meta": meta}
-
-
 def test_compact_rows_score_what_encoder_of_images_returns(encoder):
     """The compact row equals scoring encoder(images) by hand; pool_size 2 makes it 4D wide."""
     dm = Stripes()
@@ -174,35 +161,6 @@ def test_compact_rows_score_what_encoder_of_images_returns(encoder):
     by_hand = Scorer(dm.num_classes, EvalProtocol(k=5), {"seed": 0, **PROBE}).row(feats, labels)
     assert report["encoder_compact"]["knn"] == by_hand["knn"]
     assert report["encoder_compact"]["linear"]["top1"] == by_hand["linear"]["top1"]
-
-
-def test_format_report_is_an_aligned_table_in_percent():
-    lines = format_report(fake_report()).splitlines()
-    assert lines[0].split() == ["features", "knn", "top1", "knn", "top5", "linear", "top1"] + [
-        "linear",
-        "top5",
-    ]
-    rows = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
-    assert list(rows) == ["encoder", "random-init", "pixels"]
-    assert rows["encoder"] == ["50.00", "100.00", "87.50", "100.00"]
-    assert len({len(line) for line in lines[:5]}) == 1  # aligned columns
-
-
-def test_write_report_is_atomic_valid_json(tmp_path):
-    path = tmp_path / "sub" / "report.json"
-    report = {**fake_report(), "sweep": {0.0: torch.tensor(0.5)}}
-    assert write_report(report, path) == path
-    loaded = json.loads(path.read_text())
-    assert loaded["encoder"]["linear"]["top1"] == 0.875 and loaded["sweep"] == {"0.0": 0.5}
-    assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temp file left
-    umask = os.umask(0)
-    os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like other outputs
-
-    with pytest.raises(TypeError):  # not serialisable: the old report survives intact
-        write_report({"bad": object()}, path)
-    assert json.loads(path.read_text()) == loaded
-    assert [p.name for p in path.parent.iterdir()] == ["report.json"]
 
 
 def test_memmapped_features_and_an_approximate_index_leave_the_report_unchanged(encoder):
