@@ -145,13 +145,16 @@ class CPCLightningCLI(LightningCLI):
         """Parse, then check what would fail later (:func:`cpc.preflight.check_fit`), before
         the checkpoint is read or anything is built or written, and a ``--ckpt_path`` against
         the command before LightningCLI replaces the model section by the checkpoint's
-        (:func:`check_resume`)."""
+        (:func:`check_resume`); a resumed fit then logs on in the checkpoint's run folder
+        (:func:`continue_in_run_folder`)."""
         super().parse_arguments(parser, args)
         if subcommand := self.config.get("subcommand"):
             config = self.config[subcommand]
             checkpoint = check_fit(config.trainer, config.get("ckpt_path"))
             if checkpoint is not None:
                 check_resume(config, checkpoint, fit=subcommand == "fit")
+                if subcommand == "fit":
+                    continue_in_run_folder(config, checkpoint)
 
     def before_instantiate_classes(self) -> None:
         """Drop default callbacks the trainer's switches rule out (no checkpointing: no
@@ -186,8 +189,7 @@ def _class(class_path: str) -> type:
 def check_resume(config: Any, checkpoint: dict[str, Any], fit: bool) -> None:
     """Refuse in one line a ``checkpoint`` (read from ``config.ckpt_path``) that ``cpc fit`` did
     not write, whose architecture differs from the config's model, or (``fit``) with nothing
-    left to train; point the run's logger at the checkpoint's run folder, so logs continue
-    there."""
+    left to train."""
     path = config.ckpt_path
     if "global_step" not in checkpoint:
         raise ValueError(
@@ -210,15 +212,24 @@ def check_resume(config: Any, checkpoint: dict[str, Any], fit: bool) -> None:
         raise ValueError(
             f"nothing left to train from --ckpt_path {path}: {why}; raise it to train on"
         )
+
+
+def continue_in_run_folder(config: Any, checkpoint: dict[str, Any]) -> None:
+    """Point the fit's :class:`cpc.loggers.RunLogger` (unless given a ``version``) at the run
+    folder of ``config.ckpt_path``, so logs continue there from the checkpoint's step; another
+    logger, or a checkpoint outside a run folder, is left as it is."""
+    trainer = config.trainer
     logger = trainer.logger
-    if getattr(logger, "class_path", None) == "cpc.loggers.RunLogger":
-        args = logger.init_args
-        if args.get("version") is None:
-            save_dir = args.get("save_dir") or trainer.default_root_dir or "."
-            args.version = run_version(path, save_dir, args.get("name") or "lightning_logs")
-            if args.version is not None:  # its checkpoints/ is not empty: expected here
-                args.purge_step = checkpoint["global_step"]  # the first step logged again
-                warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
+    if getattr(logger, "class_path", None) != "cpc.loggers.RunLogger":
+        return
+    args = logger.init_args
+    if args.get("version") is not None:
+        return
+    save_dir = args.get("save_dir") or trainer.default_root_dir or "."
+    args.version = run_version(config.ckpt_path, save_dir, args.get("name") or "lightning_logs")
+    if args.version is not None:  # its checkpoints/ is not empty: expected here
+        args.purge_step = checkpoint["global_step"]  # the first step logged again
+        warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
 
 
 def cli_main(args: list[str] | None = None) -> LightningCLI:
