@@ -25,7 +25,8 @@ from torch import nn
 
 
 class GridEncoder(Protocol):
-    """What tasks may call on the shared encoder (``cpc.models.ResNetEncoder`` has it all)."""
+    """What tasks may call on the shared encoder: images -> patch grid -> latent grid (every
+    :class:`cpc.models.PatchEncoder`, e.g. ``ResNetEncoder``, has it all)."""
 
     num_features: int
 
