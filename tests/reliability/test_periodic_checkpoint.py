@@ -53,20 +53,26 @@ def test_defaults_save_every_100_steps_or_after_10_minutes(
     assert by_steps == [100, 200] and saves == by_minutes
 
 
+@pytest.fixture
+def saves(monkeypatch) -> list[int]:
+    """The global step of every ``last.ckpt`` PeriodicCheckpoint writes (it still writes it)."""
+    steps: list[int] = []
+    save_last = PeriodicCheckpoint._save_last
+    monkeypatch.setattr(
+        PeriodicCheckpoint,
+        "_save_last",
+        lambda self, t: steps.append(t.global_step) or save_last(self, t),
+    )
+    return steps
+
+
 def test_minutes_save_between_step_saves_by_a_clock_counted_from_the_last_save(
-    tiny_folder, tmp_path, monkeypatch
+    tiny_folder, tmp_path, monkeypatch, saves
 ):
     """A fake clock a minute later at every call (fit start, then every step); saves every 4
     steps or 2.5 minutes: the minutes run out at steps 3 and 7 (4 and 8 save by steps)."""
     minutes = iter(range(1000))
     monkeypatch.setattr(PeriodicCheckpoint, "clock", staticmethod(lambda: 60.0 * next(minutes)))
-    saves = []
-    save_last = PeriodicCheckpoint._save_last
-    monkeypatch.setattr(
-        PeriodicCheckpoint,
-        "_save_last",
-        lambda self, t: saves.append(t.global_step) or save_last(self, t),
-    )
     periodic = {**PERIODIC, "init_args": {"every_n_train_steps": 4, "every_n_minutes": 2.5}}
     callbacks = "--trainer.callbacks=" + json.dumps([periodic])
     args = fit_args(tiny_folder, tmp_path / "run", callbacks, "--trainer.max_epochs=-1")
@@ -76,19 +82,10 @@ def test_minutes_save_between_step_saves_by_a_clock_counted_from_the_last_save(
         PeriodicCheckpoint(every_n_minutes=0)
 
 
-def test_every_validation_saves_even_when_the_loss_did_not_improve(
-    tiny_folder, tmp_path, monkeypatch
-):
+def test_every_validation_saves_even_when_the_loss_did_not_improve(tiny_folder, tmp_path, saves):
     """With lr 0 the val/loss never improves after the first validation, so the monitored
     ModelCheckpoint writes last.ckpt once; PeriodicCheckpoint writes it after every validation
     (2 steps an epoch) and at the end of fit."""
-    saves = []
-    save_last = PeriodicCheckpoint._save_last
-    monkeypatch.setattr(
-        PeriodicCheckpoint,
-        "_save_last",
-        lambda self, t: saves.append(t.global_step) or save_last(self, t),
-    )
     periodic = {**PERIODIC, "init_args": {"every_n_train_steps": 1000, "every_n_minutes": None}}
     callbacks = "--trainer.callbacks=" + json.dumps([DEFAULT_CALLBACKS[0], periodic])
     args = fit_args(tiny_folder, tmp_path / "run", callbacks, "--model.lr=0")
