@@ -54,7 +54,7 @@ def main() -> None:
         probe = "-"
         if not args.no_probe:
             split = (bank, bank_y, val, val_y, query, query_y, 10)
-            probe = f"{seconds(linear_probe, *split, accelerator='cpu'):.1f}"
+            probe = f"{seconds(linear_probe, *split):.1f}"
         print(f"| {dim} | {knn['faiss']:.1f} | {knn['torch']:.1f} | {probe} |")
 
 

@@ -33,10 +33,20 @@ class EvalProtocol:
     compact: bool = True  # also score encoder(images), the encoder's own pooled feature
     probe_kwargs: dict[str, Any] | None = None  # linear_probe's epochs, weight_decays, lr, ...
     seed: int = 0  # seeds the random-init baseline and the probes
+    label_budgets: tuple[int, ...] = ()  # few-label rows: labels per class, e.g. (10, 100); () off
+    label_draws: int = 3  # class-balanced subsets drawn per budget (seeds 0, 1, ...): mean ± std
+
+    def __post_init__(self) -> None:
+        if any(b < 1 for b in self.label_budgets) or self.label_draws < 1:
+            raise ValueError(
+                f"label_budgets must be labels per class >= 1 and label_draws >= 1, got "
+                f"{list(self.label_budgets)} and {self.label_draws}"
+            )
+        object.__setattr__(self, "label_budgets", tuple(self.label_budgets))  # a list from YAML
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields as a plain dict (for the report's ``meta`` and for configs)."""
-        return asdict(self)
+        """The fields as a plain, JSON-ready dict (for the report's ``meta`` and configs)."""
+        return {**asdict(self), "label_budgets": list(self.label_budgets)}
 
     @classmethod
     def from_mapping(cls, values: Any) -> EvalProtocol:

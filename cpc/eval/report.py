@@ -42,6 +42,7 @@ from cpc.eval.features import (
     projection_ready,
 )
 from cpc.eval.knn import knn_accuracies
+from cpc.eval.label_efficiency import budget_rows
 from cpc.eval.linear_probe import linear_probe
 from cpc.eval.protocol import EvalData, EvalProtocol
 from cpc.eval.report_io import MODELS, jsonable
@@ -215,7 +216,9 @@ class Scorer:
     - kNN: bank ``"train"``, queries ``test_split`` and ``"val"`` (one index for both; the
       kNN's ``val_top1`` is what choices between features are made on);
     - linear probe: fit on ``"train"``, weight decay selected on ``"val"``, ``test_split``
-      evaluated once (:func:`cpc.eval.linear_probe.linear_probe` with ``probe_kwargs``).
+      evaluated once (:func:`cpc.eval.linear_probe.linear_probe` with ``probe_kwargs``);
+    - with ``protocol.label_budgets``, both again on few labels of ``"train"``
+      (:func:`cpc.eval.label_efficiency.budget_rows`), under ``"budgets"``.
 
     A new kind of feature (another pooling) is another row.
     """
@@ -267,7 +270,12 @@ class Scorer:
             self.num_classes,
             **self.probe_kwargs,
         )
-        return {"knn": row, "linear": probe}
+        scored = {"knn": row, "linear": probe}
+        if p.label_budgets:
+            scored["budgets"] = budget_rows(
+                features, labels, p, self.num_classes, self.probe_kwargs, test
+            )
+        return scored
 
 
 def baseline_rows(

@@ -36,6 +36,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         if key in report:
             cells = "".join(f"{100 * report[key][m][t]:>13.2f}" for m, t in columns)
             lines.append(f"{row:<20}{cells}")
+    lines += format_budgets(report)
     meta = report.get("meta", {})
     if meta:
         cached = ", baselines cached" if meta.get("baselines_cached") else ""
@@ -47,6 +48,28 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"({meta.get('seconds')} s{cached})"
         )
     return "\n".join(lines)
+
+
+def format_budgets(report: Mapping[str, Any]) -> list[str]:
+    """The few-label rows (``report[model]["budgets"]``): test top-1 in %, mean ± std over
+    draws, kNN and linear probe, one line per budget and model; ``[]`` without budgets."""
+    rows = [(key, name) for key, name in MODELS.items() if "budgets" in report.get(key, {})]
+    if not rows:
+        return []
+    header = f"{'labels/class':<14}{'features':<20}{'knn top1':>16}{'linear top1':>16}"
+    lines = ["", header, "-" * len(header)]
+    budgets = report[rows[0][0]]["budgets"]
+    for budget in budgets:
+        for key, name in rows:
+            scores = report[key]["budgets"][budget]
+            cells = "".join(f"{mean_std(scores[m]):>16}" for m in ("knn", "linear"))
+            lines.append(f"{budget:<14}{name:<20}{cells}")
+    return lines
+
+
+def mean_std(scores: Mapping[str, float]) -> str:
+    """``{"top1": 0.8512, "top1_std": 0.0031}`` -> ``"85.12 ± 0.31"``."""
+    return f"{100 * scores['top1']:.2f} ± {100 * scores['top1_std']:.2f}"
 
 
 def write_report(report: Mapping[str, Any], path: str | os.PathLike) -> Path:

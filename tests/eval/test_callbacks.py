@@ -148,7 +148,7 @@ def test_callbacks_fail_before_training_without_an_eval_data_module(tmp_path):
 
 def test_evaluation_report_writes_json_next_to_the_checkpoints(tmp_path):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_last=True)
-    probe = {"epochs": 1, "weight_decays": [0.0], "accelerator": "cpu"}
+    probe = {"epochs": 1, "weight_decays": [0.0]}
     report = EvaluationReport(k=3, baselines=False, probe_kwargs=probe)
     trainer(tmp_path, [report, ckpt]).fit(TinyModule(), datamodule=Quadrants())
     assert report.path == tmp_path / "ckpts" / "report.json"

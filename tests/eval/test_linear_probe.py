@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from cpc.eval.linear_probe import LinearClassifier, linear_probe
+import cpc.eval.linear_probe as probe_module
+from cpc.eval.linear_probe import LinearHeads, linear_probe
 
 NUM_CLASSES, DIM = 4, 16
-FAST = dict(epochs=5, batch_size=128, accelerator="cpu")
+FAST = dict(epochs=5, batch_size=128)
 
 
 def clusters(n: int, spread: float, generator: torch.Generator):
@@ -58,28 +59,47 @@ def test_random_labels_give_chance_accuracy():
 
 def test_selects_best_val_weight_decay_and_tests_only_it(monkeypatch):
     events = []
-    validation_step, test_step = LinearClassifier.validation_step, LinearClassifier.test_step
+    scored = probe_module.accuracy
 
-    def record_val(self, *args):
-        events.append(("val", None))
-        return validation_step(self, *args)
+    def record(probe, head, features, labels, num_classes):
+        events.append((len(features), head))
+        return scored(probe, head, features, labels, num_classes)
 
-    def record_test(self, *args):
-        events.append(("test", self.hparams.weight_decays[self.selected]))
-        return test_step(self, *args)
-
-    monkeypatch.setattr(LinearClassifier, "validation_step", record_val)
-    monkeypatch.setattr(LinearClassifier, "test_step", record_test)
+    monkeypatch.setattr(probe_module, "accuracy", record)
     weight_decays = (0.0, 0.3, 1e-3)
     result = linear_probe(*splits(spread=4.0), NUM_CLASSES, weight_decays, **FAST)
 
     assert list(result["sweep"]) == list(weight_decays)
     assert result["val_top1"] == max(result["sweep"].values())
     assert result["sweep"][result["weight_decay"]] == result["val_top1"]
-    # The test split is evaluated after every validation, and only for the selected probe.
-    stages = [stage for stage, _ in events]
-    assert stages == sorted(stages, key=lambda stage: stage == "test") and "test" in stages
-    assert {wd for stage, wd in events if stage == "test"} == {result["weight_decay"]}
+    # Every head is scored on val (400 rows) first; then test (1000 rows), once, the selected.
+    selected = weight_decays.index(result["weight_decay"])
+    assert events == [(400, 0), (400, 1), (400, 2), (1000, selected)]
+
+
+def test_min_steps_trains_longer_on_few_examples():
+    """10 examples in one batch: 5 epochs are 5 steps, too few to fit; min_steps fits them."""
+    x_train, y_train, *rest = splits(spread=1.0)
+    few = (x_train[:40], y_train[:40], *rest)
+    short = linear_probe(*few, NUM_CLASSES, (0.0,), epochs=1, batch_size=1024, lr=0.01)
+    long = linear_probe(
+        *few, NUM_CLASSES, (0.0,), epochs=1, batch_size=1024, lr=0.01, min_steps=300
+    )
+    assert long["top1"] > short["top1"] + 0.2 and long["top1"] > 0.95
+
+
+def test_standardize_with_uses_the_given_statistics(monkeypatch):
+    """The statistics come from standardize_with (e.g. all unlabelled images), not the split."""
+    seen = []
+    monkeypatch.setattr(
+        probe_module,
+        "standardization",
+        lambda f, eps=1e-6: seen.append(len(f)) or (f.float().mean(0), f.float().std(0)),
+    )
+    data = splits(spread=1.0)
+    linear_probe(*data, NUM_CLASSES, **FAST)
+    linear_probe(*data, NUM_CLASSES, **FAST, standardize_with=torch.cat([data[0], data[0]]))
+    assert seen == [800, 1600]
 
 
 def test_heads_trained_together_end_as_if_each_was_trained_alone():
@@ -97,7 +117,7 @@ def test_heads_trained_together_end_as_if_each_was_trained_alone():
 def test_fit_standardization_centres_and_scales():
     features = torch.randn(500, 3) * torch.tensor([0.1, 10.0, 1.0]) + 5
     features[:, 2] = 7.0  # constant feature keeps scale 1
-    probe = LinearClassifier(3, 2)
+    probe = LinearHeads(3, 2)
     probe.fit_standardization(features)
     standardised = (features - probe.mean) / probe.std
     torch.testing.assert_close(standardised.mean(0), torch.zeros(3), atol=1e-4, rtol=0)
@@ -125,4 +145,4 @@ def test_empty_weight_decays_raise_value_error():
     with pytest.raises(ValueError, match="weight_decays"):
         linear_probe(*splits(spread=1.0), NUM_CLASSES, weight_decays=(), **FAST)
     with pytest.raises(ValueError, match="weight_decays"):
-        LinearClassifier(DIM, NUM_CLASSES, weight_decays=())
+        LinearHeads(DIM, NUM_CLASSES, num_heads=0)

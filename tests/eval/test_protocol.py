@@ -27,12 +27,21 @@ def test_every_field_is_a_report_keyword_and_a_cpc_eval_flag():
         "compact": False,
         "probe_kwargs": {"epochs": 1},
         "seed": 7,
+        "label_budgets": (10, 100),
+        "label_draws": 2,
     }
     assert set(changed) == set(protocol_names())  # a new field must be added here
     assert EvaluationReport(**changed).protocol == EvalProtocol(**changed)
-    flags = [f"--{name}={value}" for name, value in changed.items() if name != "probe_kwargs"]
-    cfg = eval_parser().parse_args(["--ckpt_path=x", *flags, "--probe_kwargs={epochs: 1}"])
+    lists = {"probe_kwargs": "{epochs: 1}", "label_budgets": "[10, 100]"}
+    flags = [f"--{name}={value}" for name, value in changed.items() if name not in lists]
+    flags += [f"--{name}={value}" for name, value in lists.items()]
+    cfg = eval_parser().parse_args(["--ckpt_path=x", *flags])
     assert EvalProtocol.from_mapping(cfg) == EvalProtocol(**changed)
+
+
+def test_bad_label_budgets_are_one_line():
+    with pytest.raises(ValueError, match="label_budgets must be labels per class >= 1"):
+        EvalProtocol(label_budgets=(0,))
 
 
 def test_from_mapping_ignores_other_keys_and_keeps_defaults_for_missing_ones():

@@ -15,7 +15,7 @@ from cpc.eval.storage import FeatureRows
 from cpc.models.encoder import PatchEncoder, ResNetEncoder
 
 # one candidate and few epochs: each Lightning run costs ~0.5 s here, the math is tested elsewhere
-PROBE = {"epochs": 2, "weight_decays": (0.0,), "batch_size": 32, "accelerator": "cpu"}
+PROBE = {"epochs": 2, "weight_decays": (0.0,), "batch_size": 32}
 
 
 class Stripes(ImageDataModule):
