@@ -246,7 +246,10 @@ def cli_main(args: list[str] | None = None) -> LightningCLI:
         trainer_defaults={"callbacks": [QuietStart()]},  # added to trainer.callbacks, not shown
         parser_class=CLIParser,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": "CPC pretraining. Evaluate a checkpoint: cpc eval --help"},
+        parser_kwargs={
+            "description": "CPC pretraining. Evaluate a checkpoint: cpc eval --help; fine-tune "
+            "with labels: cpc finetune --help"
+        },
     )
 
 
@@ -381,6 +384,10 @@ def main() -> None:
     def command() -> None:
         if sys.argv[1:2] == ["eval"]:
             eval_main(sys.argv[2:])
+        elif sys.argv[1:2] == ["finetune"]:
+            from cpc.finetune.cli import finetune_main  # imports cpc.cli: no import at the top
+
+            finetune_main(sys.argv[2:])
         else:
             cli_main()
 

@@ -88,6 +88,11 @@ class CPCModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         """Fail before the first step, in one line, when the data's channels are not the
         encoder's (the data module knows them; the encoder's ``in_channels`` must follow)."""
+        if getattr(self.trainer.datamodule, "few_labels", False):
+            raise ValueError(
+                "data.labels_per_class and data.label_fraction are for cpc finetune: cpc fit "
+                "pretrains on every image, without labels"
+            )
         data = getattr(self.trainer.datamodule, "num_channels", None)
         model = getattr(self.encoder, "in_channels", None)
         if data is not None and model is not None and data != model:

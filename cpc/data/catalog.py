@@ -184,8 +184,21 @@ class STL10DataModule(TorchvisionDataModule):
         num_workers: int | None = None,
         seed: int = 0,
         device_data: bool | None = None,
+        labels_per_class: int | None = None,
+        label_fraction: float | None = None,
+        label_seed: int = 0,
     ) -> None:
-        super().__init__(root, batch_size, val_size, num_workers, seed, device_data)
+        super().__init__(
+            root,
+            batch_size,
+            val_size,
+            num_workers,
+            seed,
+            device_data,
+            labels_per_class,
+            label_fraction,
+            label_seed,
+        )
 
     @classmethod
     def fetch(cls, root: str) -> None:

@@ -34,6 +34,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from cpc.data.datasets import TensorImageDataset
 from cpc.data.device_loader import DeviceLoader
 from cpc.data.sampler import ResumableRandomSampler
+from cpc.data.subset import class_balanced_subset, labels_for_budget
 
 Source = Literal["train", "test", "unlabeled"]
 EvalSplit = Literal["train", "val", "test"]
@@ -53,6 +54,11 @@ class ImageDataModule(L.LightningDataModule):
         device_data: keep the training images on the training device and slice batches there
             (:class:`~cpc.data.device_loader.DeviceLoader`: no workers, no host copies); None
             (default) does so on a single CUDA device.
+        labels_per_class: ``cpc finetune`` only: train on this many labelled images of each
+            class of the train split, a class-balanced subset drawn with ``label_seed``
+            (:func:`cpc.data.subset.class_balanced_subset`); None: every labelled image.
+        label_fraction: the same budget as a fraction of the smallest class (e.g. 0.01).
+        label_seed: which subset of that budget (its draw).
     """
 
     #: sources loaded for pretraining besides the labelled train split
@@ -66,6 +72,9 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: int | None = None,
         seed: int = 0,
         device_data: bool | None = None,
+        labels_per_class: int | None = None,
+        label_fraction: float | None = None,
+        label_seed: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or val_size < 0:
@@ -78,6 +87,8 @@ class ImageDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.device_data = device_data
+        self.labels_per_class, self.label_fraction = labels_per_class, label_fraction
+        self.label_seed = label_seed
         self._sources: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._shuffle: dict[str, int] = {}  # a checkpoint's {"seed", "epoch", "start"} to resume
 
@@ -137,15 +148,46 @@ class ImageDataModule(L.LightningDataModule):
         k = self._num_val(n)
         return perm[k:].sort().values, perm[:k].sort().values
 
-    def dataset(self, split: Literal["pretrain", "train", "val", "test"]) -> Dataset:
+    @property
+    def few_labels(self) -> bool:
+        """Whether a label budget (``labels_per_class`` or ``label_fraction``) is set."""
+        return self.labels_per_class is not None or self.label_fraction is not None
+
+    def labelled_indices(self) -> torch.Tensor:
+        """Source indices (into the ``"train"`` source) of the labelled training images: the
+        class-balanced subset of the budget, or the whole ``train`` split without one."""
+        train_idx, _ = self._train_val_indices()
+        if not self.few_labels:
+            return train_idx
+        labels = self._source("train")[1][train_idx]  # (N_train,)
+        per_class = labels_for_budget(labels, self.labels_per_class, self.label_fraction)
+        return train_idx[class_balanced_subset(labels, per_class, self.label_seed)]
+
+    def label_record(self) -> dict[str, Any]:
+        """What the run folder's ``labelled_subset.json`` holds: the budget and the indices."""
+        indices = self.labelled_indices()
+        return {
+            "labels_per_class": self.labels_per_class,
+            "label_fraction": self.label_fraction,
+            "label_seed": self.label_seed,
+            "source": "train",
+            "count": len(indices),
+            "indices": indices.tolist(),
+        }
+
+    def dataset(self, split: Literal["pretrain", "labelled", "train", "val", "test"]) -> Dataset:
         """The dataset of a split, loading its source on first use.
 
         ``pretrain`` is ``train`` plus ``extra_pretrain_sources`` (STL-10's unlabeled split).
+        ``labelled`` is what ``cpc finetune`` trains on (:meth:`labelled_indices`).
         Each part is a :class:`TensorImageDataset` whose ``source`` and ``indices`` say which
         images it holds (see :meth:`split_indices`).
         """
         if split == "test":
             return TensorImageDataset(*self._source("test"), source="test")
+        if split == "labelled":
+            indices = self.labelled_indices()
+            return TensorImageDataset(*self._source("train"), indices=indices, source="train")
         if split not in ("pretrain", "train", "val"):
             raise ValueError(f"split must be pretrain, train, val or test, got {split!r}")
         train_idx, val_idx = self._train_val_indices()
@@ -198,8 +240,15 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        dataset = self.dataset("pretrain")
-        if len(dataset) < self.batch_size:
+        """Pretraining images; with a label budget (``cpc finetune``) the labelled subset,
+        in batches of at most its size."""
+        if self.few_labels:
+            return self._train_loader(self.dataset("labelled"), finetune=True)
+        return self._train_loader(self.dataset("pretrain"))
+
+    def _train_loader(self, dataset: Dataset, finetune: bool = False) -> DataLoader:
+        batch_size = min(self.batch_size, len(dataset)) if finetune else self.batch_size
+        if len(dataset) < batch_size:
             raise ValueError(
                 f"the train split has {len(dataset)} images, fewer than batch_size="
                 f"{self.batch_size} (drop_last would leave no batch): lower batch_size"
@@ -210,12 +259,12 @@ class ImageDataModule(L.LightningDataModule):
             return DeviceLoader(
                 images,
                 labels,
-                self.batch_size,
+                batch_size,
                 drop_last=True,
-                sampler=self._train_sampler(dataset, self.batch_size),
+                sampler=self._train_sampler(dataset, batch_size),
                 device=device,
             )
-        return self._loader(dataset, self.batch_size, train=True)
+        return self._loader(dataset, batch_size, train=True)
 
     def _train_sampler(self, dataset: Dataset, batch_size: int) -> ResumableRandomSampler:
         """The train order: seeded by ``seed_everything``, or where a checkpoint left it."""

@@ -47,12 +47,25 @@ class ImageFolderDataModule(ShapeFromOptions, ImageDataModule):
         num_workers: int | None = None,
         seed: int = 0,
         device_data: bool | None = None,
+        labels_per_class: int | None = None,
+        label_fraction: float | None = None,
+        label_seed: int = 0,
     ) -> None:
         if channels not in (1, 3) or image_size < 1:
             raise ValueError(
                 f"need channels 1 or 3 and image_size >= 1, got {channels}, {image_size}"
             )
-        super().__init__(root, batch_size, val_size, num_workers, seed, device_data)
+        super().__init__(
+            root,
+            batch_size,
+            val_size,
+            num_workers,
+            seed,
+            device_data,
+            labels_per_class,
+            label_fraction,
+            label_seed,
+        )
         self.test_root = test_root
         self._image_size = image_size
         self._channels = channels

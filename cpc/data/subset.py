@@ -14,11 +14,11 @@ def labels_for_budget(labels: torch.Tensor, per_class: int | None, fraction: flo
     """Labels per class of a budget given as ``per_class`` or as a ``fraction`` of the split
     (rounded down, at least 1); raises one line when neither or both are given."""
     if (per_class is None) == (fraction is None):
-        raise ValueError("give exactly one of labels_per_class and label_fraction")
+        raise ValueError("give data.labels_per_class or data.label_fraction (one, not both)")
     if per_class is not None:
         return per_class
     if not 0 < fraction <= 1:
-        raise ValueError(f"label_fraction must be in (0, 1], got {fraction}")
+        raise ValueError(f"data.label_fraction must be in (0, 1], got {fraction}")
     counts = torch.bincount(labels[labels >= 0])
     return max(1, int(fraction * int(counts[counts > 0].min())))
 
@@ -35,7 +35,7 @@ def class_balanced_subset(labels: torch.Tensor, per_class: int, seed: int = 0) -
         ValueError: ``per_class`` < 1, or more than the smallest class holds (naming it).
     """
     if per_class < 1:
-        raise ValueError(f"labels_per_class must be >= 1, got {per_class}")
+        raise ValueError(f"data.labels_per_class must be >= 1, got {per_class}")
     classes = torch.unique(labels[labels >= 0])
     if len(classes) == 0:
         raise ValueError("the split has no labels: a label budget needs a labelled data module")
@@ -44,7 +44,7 @@ def class_balanced_subset(labels: torch.Tensor, per_class: int, seed: int = 0) -
         members = torch.nonzero(labels == c).flatten()  # (n_c,)
         if len(members) < per_class:
             raise ValueError(
-                f"labels_per_class {per_class} is more than class {c} holds ({len(members)} "
+                f"data.labels_per_class {per_class} is more than class {c} holds ({len(members)} "
                 f"labelled images): use at most {len(members)}, or label_fraction"
             )
         generator = torch.Generator().manual_seed(seed * 1_000_003 + c)

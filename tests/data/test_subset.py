@@ -46,7 +46,7 @@ def test_bad_budgets_are_one_line(labels, per_class, message):
 def test_a_fraction_is_labels_per_class_of_the_smallest_class():
     assert labels_for_budget(LABELS, None, 0.1) == 3
     assert labels_for_budget(LABELS, 4, None) == 4
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ValueError, match="not both"):
         labels_for_budget(LABELS, 4, 0.5)
     with pytest.raises(ValueError, match="in \\(0, 1\\]"):
         labels_for_budget(LABELS, None, 1.5)
