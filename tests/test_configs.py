@@ -98,6 +98,7 @@ def test_a_task_fragment_replaces_the_task_list_of_the_config_before_it(capsys):
     assert tasks[0]["init_args"]["directions"] == ["down"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "+".join(p.stem for p in c))
 def test_config_builds_its_model_and_data_and_trains_one_step(config, tmp_path, monkeypatch):
     written = layered(config)

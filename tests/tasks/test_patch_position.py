@@ -175,6 +175,7 @@ def fit_args(folder: Path, out: Path, config: str) -> list[str]:
     return quick_fit_args(folder, out, config=[FASHION_MNIST, CONFIGS / config])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("config", "tasks"),
     [

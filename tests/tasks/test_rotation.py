@@ -124,6 +124,7 @@ def fit_args(folder: Path, out: Path, config: str, *extra: str) -> list[str]:
     return quick_fit_args(folder, out, *extra, config=[FASHION_MNIST, CONFIGS / config])
 
 
+@pytest.mark.slow
 def test_cpc_and_rotation_log_both_losses_and_their_weighted_sum(tiny_folder, tmp_path):
     tasks = [
         {"class_path": "cpc.tasks.CPCTask"},
@@ -140,6 +141,7 @@ def test_cpc_and_rotation_log_both_losses_and_their_weighted_sum(tiny_folder, tm
     assert list(cli.model.tasks) == ["cpc", "rotation"]
 
 
+@pytest.mark.slow
 def test_rotation_config_alone_and_weight_0_skips_a_task(tiny_folder, tmp_path, monkeypatch):
     def never(*args):
         raise AssertionError("a task with weight 0 ran")
