@@ -1,4 +1,4 @@
-"""Feature quality at a fixed wall-clock budget on Fashion-MNIST, over seeds: the README table.
+"""Feature quality at a fixed wall-clock budget on Fashion-MNIST, over seeds: docs/results.md.
 
     python benchmarks/quality.py --minutes 20 --seeds 0 1 2 --supervised
     python benchmarks/quality.py --table                       # print the table of what ran

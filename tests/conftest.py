@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import write_image_folder
 
-# The tests use tiny tensors: one thread avoids oversubscribing the 2 cores (measured 10x faster).
+# The tests use tiny tensors: one thread avoids oversubscribing the cores.
 torch.set_num_threads(1)
 
 
