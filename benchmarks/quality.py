@@ -1,11 +1,13 @@
-"""Feature quality at a fixed wall-clock budget on Fashion-MNIST, over seeds: the README table.
+"""Feature quality at a fixed wall-clock budget on Fashion-MNIST, over seeds: docs/results.md.
 
     python benchmarks/quality.py --minutes 20 --seeds 0 1 2 --supervised
     python benchmarks/quality.py --table                       # print the table of what ran
 
 Each method runs for ``--minutes`` of wall-clock time per seed:
 
-- each config (default ``configs/fashion_mnist.yaml``) is pretrained without labels on the 55k
+- each config (default ``configs/fashion_mnist.yaml``; several files joined by ``+`` are layered
+  in order, as repeated ``--config``: ``configs/fashion_mnist.yaml+configs/tasks/rotation.yaml``,
+  named for the last file, ``rotation``) is pretrained without labels on the 55k
   train images (5k held out for validation): a short calibration measures seconds per step, the
   run gets ``max_steps`` to fill the budget (so the cosine schedule ends on time) and
   ``max_time`` as a hard cap;
@@ -149,7 +151,7 @@ def pretrain(
     """Pretrain ``config`` for ``minutes``, then evaluate it (and the baselines)."""
     args = [
         "fit",
-        f"--config={config}",
+        *(f"--config={c}" for c in config.split("+")),
         "--data.root=data",
         "--trainer.enable_progress_bar=false",
         f"--seed_everything={seed}",
@@ -237,7 +239,7 @@ def run(method: str, seed: int, args: argparse.Namespace, protocol: EvalProtocol
     if method == "supervised_small_cnn":
         cnn = SmallCNN()
         return supervised(cnn, cnn.num_features, "mean", args.minutes, protocol, seed)
-    config = next(c for c in args.configs if Path(c).stem == method)
+    config = next(c for c in args.configs if method_name(c) == method)
     # the baselines do not depend on the pretraining seed: computed with one seed only
     baselines = seed == args.baselines_seed
     if args.from_checkpoints:
@@ -247,12 +249,21 @@ def run(method: str, seed: int, args: argparse.Namespace, protocol: EvalProtocol
     return pretrain(config, args.minutes, out, protocol, seed, baselines)
 
 
+def method_name(config: str) -> str:
+    """``a.yaml+tasks/b.yaml`` -> ``b``: a config is named for its last file."""
+    return Path(config.split("+")[-1]).stem
+
+
 def config_section(config: str, *keys: str) -> dict:
-    """The ``init_args`` under ``keys`` of a config file (``"model", "encoder"``), or ``{}``."""
-    section = yaml.safe_load(Path(config).read_text()) or {}
-    for key in keys:
-        section = section.get(key) or {}
-    return section.get("init_args", {})
+    """The ``init_args`` under ``keys`` (``"model", "encoder"``) of a config, its ``+``-joined
+    files merged in order (a later file's values win), or ``{}``."""
+    merged: dict = {}
+    for path in config.split("+"):
+        section = yaml.safe_load(Path(path).read_text()) or {}
+        for key in keys:
+            section = section.get(key) or {}
+        merged.update(section.get("init_args", {}))
+    return merged
 
 
 def config_encoder(config: str) -> ResNetEncoder:
@@ -309,7 +320,12 @@ def summarize(out: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget per run")
-    parser.add_argument("--configs", nargs="*", default=["configs/fashion_mnist.yaml"])
+    parser.add_argument(
+        "--configs",
+        nargs="*",
+        default=["configs/fashion_mnist.yaml"],
+        help="config files; 'full.yaml+tasks/fragment.yaml' layers a task fragment on a config",
+    )
     parser.add_argument("--supervised", action="store_true", help="add the supervised ceilings")
     parser.add_argument("--only", nargs="*", default=None, help="run only these methods")
     parser.add_argument("--pooling", default="full", choices=["mean", "grid", "full"])
@@ -324,7 +340,7 @@ def main() -> None:
     args = parser.parse_args()
 
     protocol = EvalProtocol(pooling=args.pooling, knn_pca=args.knn_pca)
-    methods = [Path(c).stem for c in args.configs]
+    methods = [method_name(c) for c in args.configs]
     if args.supervised:
         methods += ["supervised_same_encoder", "supervised_small_cnn"]
     if args.only:

@@ -233,8 +233,9 @@ class WarmupCosine:
         ``total`` (no jump in the rate; during warmup only the end moves). A schedule that has
         ended is at 0 and would train nothing: it restarts warm (SGDR, Loshchilov & Hutter,
         2017) as a fresh run starts, a linear warmup to the peak rate (as long as the first
-        one, at most half of what is left) then a cosine to 0 at ``total``: a jump straight to
-        the peak rate threw the training loss of a converged Fashion-MNIST run from 5.8 to 7.4.
+        one, at most half of what is left) then a cosine to 0 at ``total``. A jump straight
+        to the peak rate would throw a converged run's loss far up
+        (``docs/results.md#resume-and-extension``).
         """
         if step >= self.total:
             self.warmup = min(self.warmup, (total - step) // 2)

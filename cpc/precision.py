@@ -1,13 +1,14 @@
 """Training precision chosen by the hardware: what ``--trainer.precision auto`` resolves to.
 
-The rule, from measurements of the default model's training step (README, "Speed"):
+The rule, from measurements of the default model's training step
+(``docs/results.md#training-speed``):
 
 - a CUDA GPU with bf16 (compute capability >= 8.0: Ampere, Hopper, ...): ``"bf16-mixed"``;
 - an older CUDA GPU: ``"16-mixed"`` (fp16 autocast with loss scaling);
-- a CPU with bf16 instructions (``amx_bf16`` or ``avx512_bf16``): ``"bf16-mixed"``: 505 against
-  447 images/s fp32 on an AVX-512-bf16 EPYC (width 24), 490 against 465 on an AMX Xeon;
-- anything else, ``"32"``: without those instructions bf16 is emulated (18x slower than fp32
-  on an AVX2-only EPYC).
+- a CPU with bf16 instructions (``amx_bf16`` or ``avx512_bf16``): ``"bf16-mixed"``, faster
+  than fp32 there;
+- anything else, ``"32"``: without those instructions bf16 is emulated, many times slower than
+  fp32.
 
 The inputs (CPU flags, CUDA capability) are arguments of :func:`resolve_precision`, so the rule
 is tested on any machine; :func:`auto_precision` reads them from this one.

@@ -7,6 +7,7 @@ part, which ``cpc eval`` takes too).
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -54,7 +55,11 @@ def data_args(folder: Path, **overrides: Any) -> list[str]:
 
 
 def fit_args(
-    folder: Path, out: Path, *extra: str, config: Path | None = None, **overrides: Any
+    folder: Path,
+    out: Path,
+    *extra: str,
+    config: Path | Sequence[Path] | None = None,
+    **overrides: Any,
 ) -> list[str]:
     """``cpc fit`` on the image folder ``folder`` with a width-8 encoder (:data:`DATA`,
     :data:`FIT`): 2 steps on ``tiny_folder``, no end-of-fit report, logs under ``out``.
@@ -63,17 +68,21 @@ def fit_args(
         folder: the train images, ``folder/<class>/<image>``.
         out: ``trainer.default_root_dir``.
         extra: arguments appended as given (they win over everything before them).
-        config: a config file, read first (so every other argument overrides it).
+        config: a config file, or several layered in order (``[full, task fragment]``), read
+            first (so every other argument overrides them).
         overrides: options replaced where they stand or added, ``**{"report.k": 5}``; a None
             value drops one (``**{"model.encoder": None}`` keeps the config's encoder).
     """
     data = {key: overrides.pop(key) for key in list(overrides) if key.startswith("data")}
     fit = {**FIT, "trainer.default_root_dir": out, **overrides}
-    head = ["fit", f"--config={config}"] if config else ["fit"]
+    configs = [] if config is None else [config] if isinstance(config, Path | str) else config
+    head = ["fit", *(f"--config={c}" for c in configs)]
     return [*head, *data_args(folder, **data), *options(fit), *extra]
 
 
-def quick_fit_args(folder: Path, out: Path, *extra: str, config: Path | None = None) -> list[str]:
+def quick_fit_args(
+    folder: Path, out: Path, *extra: str, config: Path | Sequence[Path] | None = None
+) -> list[str]:
     """:func:`fit_args` with one val batch, no logger, no online kNN (:data:`QUICK`)."""
     return fit_args(folder, out, *extra, config=config, **QUICK)
 

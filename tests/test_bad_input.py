@@ -22,6 +22,7 @@ def test_wrong_type(capsys, tiny_folder, tmp_path):
     assert code == 2 and "model.lr" in err and "fast" in err
 
 
+@pytest.mark.slow
 def test_image_smaller_than_one_patch(tmp_path):
     folder = write_image_folder(tmp_path / "small", size=6)
     args = fit_args(folder, tmp_path / "run", "--data.image_size=6")
@@ -29,12 +30,14 @@ def test_image_smaller_than_one_patch(tmp_path):
         cli_main(args)
 
 
+@pytest.mark.slow
 def test_grid_with_too_few_rows_for_the_steps(tiny_folder, tmp_path):
     task = '[{"class_path": "cpc.tasks.CPCTask", "init_args": {"steps": [5, 6]}}]'
     with pytest.raises(ValueError, match="need at least 7"):
         cli_main(fit_args(tiny_folder, tmp_path, f"--model.tasks={task}"))
 
 
+@pytest.mark.slow
 def test_no_validation_images_with_the_report_on_fails_before_training(tiny_folder, tmp_path):
     args = fit_args(tiny_folder, tmp_path, **{"data.val_size": 0, "report.enabled": "true"})
     with pytest.raises(ValueError, match=r"needs validation images.*set data.val_size > 0"):
@@ -42,6 +45,7 @@ def test_no_validation_images_with_the_report_on_fails_before_training(tiny_fold
     assert not list(tmp_path.rglob("*.ckpt"))  # nothing trained
 
 
+@pytest.mark.slow
 def test_one_class_with_the_report_on_fails_before_training(tmp_path):
     folder = write_image_folder(tmp_path / "one", classes=("a",))
     args = fit_args(folder, tmp_path / "run", **{"report.enabled": "true"})
@@ -50,6 +54,7 @@ def test_one_class_with_the_report_on_fails_before_training(tmp_path):
     assert not list(tmp_path.rglob("*.ckpt"))  # nothing trained
 
 
+@pytest.mark.slow
 def test_rgb_data_with_a_grayscale_encoder(tmp_path):
     folder = write_image_folder(tmp_path / "rgb", mode="RGB")
     args = fit_args(folder, tmp_path / "run", "--data.channels=3")
@@ -57,6 +62,7 @@ def test_rgb_data_with_a_grayscale_encoder(tmp_path):
         cli_main(args)
 
 
+@pytest.mark.slow
 def test_console_script_prints_one_line_not_a_traceback(capsys, monkeypatch, tmp_path):
     from cpc import cli
 
@@ -90,6 +96,7 @@ def test_missing_dataset_offline_is_one_line(monkeypatch, tmp_path):
     assert str(exit_info.value.code).startswith("cpc: error: Fashion-MNIST not found")
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
     monkeypatch, tiny_folder, tmp_path
 ):

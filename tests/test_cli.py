@@ -10,6 +10,7 @@ from cpc.cli import cli_main
 from cpc.module import CPCModule
 
 
+@pytest.mark.slow
 def test_fit_writes_checkpoint_and_resumes(tiny_folder, tmp_path):
     cli = cli_main(fit_args(tiny_folder, tmp_path / "run"))
     assert cli.trainer.global_step == 2  # 18 train images // batch 8
@@ -54,11 +55,13 @@ def test_console_script_runs_the_command_and_ends_an_input_error_in_one_line(mon
     )
 
 
+@pytest.mark.slow
 def test_checkpointing_can_be_switched_off(tiny_folder, tmp_path):
     cli = cli_main(fit_args(tiny_folder, tmp_path / "run", "--trainer.enable_checkpointing=false"))
     assert cli.trainer.global_step == 2 and not list((tmp_path / "run").rglob("*.ckpt"))
 
 
+@pytest.mark.slow
 def test_default_callbacks_can_be_replaced_and_old_sections_name_the_new_place(
     tiny_folder, tmp_path
 ):
@@ -72,6 +75,7 @@ def test_default_callbacks_can_be_replaced_and_old_sections_name_the_new_place(
         cli_main(fit_args(tiny_folder, tmp_path / "old", "--checkpoint.monitor=val/loss"))
 
 
+@pytest.mark.slow
 def test_fit_ends_by_fitting_the_compact_projection_into_last_ckpt(tiny_folder, tmp_path):
     """compact_dim: last.ckpt's encoder(images) is the whitened pooled grid of the train split;
     the best-by-val/loss checkpoint (weights it was not fitted on) leaves it unfitted."""

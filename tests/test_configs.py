@@ -1,4 +1,5 @@
-"""Every shipped config parses into the model it describes (its tasks, as written), and builds
+"""Every shipped config (and every task fragment in configs/tasks/, layered on
+configs/fashion_mnist.yaml) parses into the model it describes (its tasks, as written), and builds
 its own data class on a generated stand-in and trains one step (fast_dev_run)."""
 
 import importlib
@@ -12,7 +13,12 @@ from stand_ins import make_cifar10, make_mnist, make_stl10
 
 from cpc.cli import cli_main
 
-CONFIGS = sorted(Path(__file__).parents[1].glob("configs/*.yaml"))
+ROOT = Path(__file__).parents[1] / "configs"
+FRAGMENTS = sorted((ROOT / "tasks").glob("*.yaml"))
+#: every shipped way to start a fit: a full config alone, or a task fragment layered on
+#: configs/fashion_mnist.yaml (``--config full --config fragment``)
+CONFIGS = [[c] for c in sorted(ROOT.glob("*.yaml"))]
+CONFIGS += [[ROOT / "fashion_mnist.yaml", f] for f in FRAGMENTS]
 #: configs whose encoder has no ``width`` to narrow (a torchvision ResNet): fewer images and no
 #: checkpoint (135 MB with AdamW's state) instead
 NO_WIDTH = {
@@ -56,14 +62,47 @@ def task_class(class_path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def layered(configs: list[Path]) -> dict:
+    """The YAML of ``configs`` read in order, each top-level section merged one level deep: a
+    later ``model.tasks`` replaces an earlier one whole, as jsonargparse does with lists."""
+    merged: dict = {}
+    for config in configs:
+        for key, section in (yaml.safe_load(config.read_text()) or {}).items():
+            if isinstance(section, dict) and isinstance(merged.get(key), dict):
+                section = {**merged[key], **section}
+            merged[key] = section
+    return merged
+
+
 def test_there_are_configs():
-    assert any(c.name == "fashion_mnist.yaml" for c in CONFIGS)
+    assert any(c[0].name == "fashion_mnist.yaml" for c in CONFIGS)
+    assert {f.stem for f in FRAGMENTS} >= {"rotation", "patch_position", "jigsaw"}
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
+@pytest.mark.parametrize("fragment", FRAGMENTS, ids=lambda f: f.stem)
+def test_a_task_fragment_holds_only_the_task_list(fragment):
+    written = yaml.safe_load(fragment.read_text())
+    assert list(written) == ["model"] and list(written["model"]) == ["tasks"]
+
+
+def test_a_task_fragment_replaces_the_task_list_of_the_config_before_it(capsys):
+    """cifar10.yaml gives CPCTask ``directions: [down, up]``; the fragment's bare CPCTask gets
+    the code default back, not a merge of the two lists."""
+    fragment = ROOT / "tasks" / "cpc_patch_position.yaml"
+    with pytest.raises(SystemExit):
+        cli_main(
+            ["fit", f"--config={ROOT / 'cifar10.yaml'}", f"--config={fragment}", "--print_config"]
+        )
+    tasks = yaml.safe_load(capsys.readouterr().out)["model"]["tasks"]
+    assert [t["class_path"] for t in tasks] == ["cpc.tasks.CPCTask", "cpc.tasks.PatchPositionTask"]
+    assert tasks[0]["init_args"]["directions"] == ["down"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "+".join(p.stem for p in c))
 def test_config_builds_its_model_and_data_and_trains_one_step(config, tmp_path, monkeypatch):
-    written = yaml.safe_load(config.read_text())
-    narrow = {"model.encoder": None, **NO_WIDTH.get(config.stem, {})}  # width=8 of FIT
+    written = layered(config)
+    narrow = {"model.encoder": None, **NO_WIDTH.get(config[0].stem, {})}  # width=8 of FIT
     given = stand_in(written["data"]["class_path"], tmp_path / "data", monkeypatch)
     if given is None:  # an image folder of the config's image size and channels
         side = written["data"]["init_args"]["image_size"]
@@ -72,7 +111,7 @@ def test_config_builds_its_model_and_data_and_trains_one_step(config, tmp_path, 
         args = fit_args(folder, tmp_path / "run", *data, config=config, **narrow)
     else:
         run = {**FIT, **narrow, "trainer.default_root_dir": tmp_path / "run"}
-        args = ["fit", f"--config={config}", *options({**given, **run})]
+        args = ["fit", *(f"--config={c}" for c in config), *options({**given, **run})]
     cli = cli_main([*args, "--trainer.fast_dev_run=true"])
 
     if given is not None:  # the config's own data class, on its stand-in

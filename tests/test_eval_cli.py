@@ -60,6 +60,7 @@ def run(folders, tmp_path_factory):
     return cli, out / "lightning_logs" / "version_0"
 
 
+@pytest.mark.slow
 def test_fit_writes_report_metrics_and_checkpoints_in_one_run_folder(run):
     cli, folder = run
     assert torch.isfinite(cli.trainer.callback_metrics["val/knn_top1"])
@@ -88,6 +89,7 @@ def test_fit_writes_report_metrics_and_checkpoints_in_one_run_folder(run):
     assert any(key.startswith("lr-") and row[key] for row in rows for key in row)
 
 
+@pytest.mark.slow  # its fixture fits a run
 def test_load_encoder_gives_the_trained_encoder_in_eval_mode(run):
     cli, folder = run
     encoder = cpc.load_encoder(folder / "checkpoints" / "last.ckpt")
@@ -99,6 +101,7 @@ def test_load_encoder_gives_the_trained_encoder_in_eval_mode(run):
         cpc.load_encoder(folder / "missing.ckpt")
 
 
+@pytest.mark.slow
 def test_cpc_eval_reproduces_the_fit_report(run, folders, tmp_path, capsys):
     _, folder = run
     ckpt = folder / "checkpoints" / "last.ckpt"
@@ -126,6 +129,7 @@ def test_cpc_eval_reproduces_the_fit_report(run, folders, tmp_path, capsys):
     assert (folder / "checkpoints" / "last.report.json").is_file()
 
 
+@pytest.mark.slow
 def test_resume_from_last_ckpt_keeps_the_online_knn_schedule(run, folders, tmp_path):
     _, folder = run
     resume = [
@@ -140,6 +144,7 @@ def test_resume_from_last_ckpt_keeps_the_online_knn_schedule(run, folders, tmp_p
     assert not list(tmp_path.rglob("report.json"))
 
 
+@pytest.mark.slow
 def test_print_config_shows_the_callbacks_and_round_trips(folders, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(eval_fit_args(folders, tmp_path, "--report.enabled=false", "--print_config"))

@@ -8,6 +8,7 @@ from helpers import ROOT, data_args, load_benchmark
 from cpc.module import CPCModule
 
 
+@pytest.mark.slow
 def test_gpu_check_prints_one_row_per_fit(tiny_folder, tmp_path, capsys, monkeypatch):
     """One row per fit; its MFU is the timing-free identity steps/s * FLOPs per step / peak
     (batches of 8 images, the peak given, the FLOPs those the fit counted)."""

@@ -50,6 +50,7 @@ def test_window_below_two_is_a_clear_error():
         ThroughputMonitor(window_size=1)
 
 
+@pytest.mark.slow
 def test_fit_logs_rate_and_mfu_and_compiles_each_task(tiny_folder, tmp_path, monkeypatch):
     """``train/images_per_sec`` and ``train/mfu`` reach metrics.csv, in every row as the
     timing-free identity mfu = steps/s * FLOPs per step / peak (batches of 8 images, the peak

@@ -5,7 +5,7 @@
 datamodule.py (the base: splits, loaders) <- catalog.py (torchvision sets, one class each) and
 folder.py (image folders); prepare.py fetches files; datasets.py holds the in-memory Dataset.
 streaming.py streams litdata chunks (larger than memory) that stream_prepare.py writes; it is
-imported on first use of ``cpc.data.StreamingDataModule`` (litdata loads in ~0.7 s).
+imported on first use of ``cpc.data.StreamingDataModule`` (litdata is slow to import).
 """
 
 from cpc.data.catalog import (

@@ -207,10 +207,9 @@ def bf16_features(device: torch.device | str) -> bool:
     """Whether features are extracted under bf16 autocast on ``device`` by default: on CUDA
     GPUs with bf16 (:mod:`cpc.precision`'s rule), not on CPUs.
 
-    Measured on the AVX-512-bf16 EPYC (Fashion-MNIST validation, whole grid, kNN on 512
-    whitened principal components, 20-minute checkpoint): bf16 features moved the trained
-    encoder's kNN from 90.80 to 90.70 (5 of 5000 images; random init 88.56 -> 88.58; features
-    1% apart). Not unchanged, so CPUs keep float32 (``bf16=True`` asks for it).
+    On a CPU, bf16 features change the reported accuracies a little
+    (``docs/results.md#representation-quality-at-20-minutes``), so CPUs keep float32
+    (``bf16=True`` asks for it).
     """
     from cpc.precision import auto_precision
 

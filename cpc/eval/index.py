@@ -8,9 +8,9 @@
 - ``N > exact_max``: ``IndexIVFFlat`` (Jégou et al., 2011, inverted file): the bank is split
   into ``nlist = 4 * sqrt(N)`` cells by spherical k-means on a seeded sample of the bank, and a
   query scans only the ``nprobe = ceil(nlist / 8)`` cells nearest to it, about 1/8 of the bank.
-  Recall against exact search is measured in ``tests/eval/test_index.py``: recall@20 >= 0.95
-  on generated clustered data (the README gives the figures). IVF rather than HNSW because it
-  runs on CPU and GPU alike (faiss has no GPU HNSW), adds the bank in chunks with no memory
+  ``tests/eval/test_index.py`` asserts recall@20 >= 0.95 against exact search on generated
+  clustered data (figures: ``docs/results.md#evaluation-cost``). IVF rather than HNSW because
+  it runs on CPU and GPU alike (faiss has no GPU HNSW), adds the bank in chunks with no memory
   beyond the vectors, and trades speed for recall with one knob (``nprobe``).
 
 On the GPU when faiss has GPU support and sees a GPU (``faiss.get_num_gpus() > 0``, i.e.

@@ -174,7 +174,7 @@ class ResNetEncoder(PatchEncoder):
         norm: "group" (default), "layer", or "batch" (leaks between patches).
         patch_size: patch side P in pixels. patch_stride: step between patches.
         stem_stride: stride of the first conv. 2 (default) halves an 8x8 patch to 4x4 at once,
-            4x fewer FLOPs than stride 1 for the same width (measured in benchmarks/throughput.py).
+            4x fewer FLOPs than stride 1 for the same width.
         gradient_checkpointing: recompute each residual block in backward instead of storing
             its activations: less memory, about one more forward pass of compute.
         channels_last: keep activations in NHWC, which some conv kernels (cuDNN with AMP,

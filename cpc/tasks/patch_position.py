@@ -10,33 +10,19 @@ images (B, C, H, W) -> patch grid (B, Gh, Gw, C, P, P) -> per image K pairs (cen
 (r, c), neighbour at (r + gap*dr, c + gap*dc)) gathered with index tensors -> PatchAugment
 per patch (training only) -> encoder (B*K*2 patches) -> concat (B*K, 2D) -> head -> 8 logits.
 
-Shortcuts guarded (the paper's Sec. 3.1 names "boundary patterns or textures continuing
-between patches" and chromatic aberration):
+Shortcuts guarded (the paper's Sec. 3.1 names boundary patterns, textures continuing between
+patches and chromatic aberration):
 
-- Overlap and edge continuity: the neighbour is ``gap`` grid steps away, and ``gap * stride``
-  must be at least the patch size (checked against the encoder's ``patch_stride`` when the
-  module is built), so the two patches share no pixel. With CPC's stride P/2 the default
-  ``gap=2`` makes them touch; each patch is then jittered on its own by up to ``max_shift=2``
-  pixels, so a line that crosses the border no longer continues in the same row or column
-  of the two patches. The paper leaves a gap of about half a patch and jitters by up to 7
-  pixels; ``gap=3`` does that here (4 free pixels between 8-pixel patches) and needs a 7x7
-  grid, which the wrapped grid of 28x28 images already is.
-- Chromatic aberration / colour: each RGB patch is turned grey with probability 0.5, on its
-  own, so 3 pairs in 4 have at least one patch without colour to compare (the paper's
-  "colour dropping" keeps one channel of three; a no-op on grayscale data).
-- Low-level statistics shared by neighbours (a guard the paper does not list): brightness
-  and contrast are jittered per patch (PatchAugment's defaults).
-
-- Absolute position: on a small image the neighbour's place in the frame alone would give
-  the label away (on the 6x6 grid that 28x28 images give unwrapped, with the centre confined
-  to the middle 2x2, a neighbour in the top two rows is always "top"), and so would any cue
-  of where a patch sits in the frame. The image is therefore wrapped onto a torus
-  (:func:`cpc.tasks.geometry.wrapped_patch_grid`: centre-cropped to ``G = H // stride``
-  strides per side, then padded circularly) and the centre drawn uniformly over all of it,
-  the neighbour ``gap`` steps away modulo ``G``: every frame position is then equally often
-  each of the 8 labels, and the test suite checks that a classifier given only positions
-  stays at chance. Patches that straddle the wrap join the opposite borders, which are
-  background on object-centred images such as Fashion-MNIST.
+- Edges: the two patches share no pixel (``gap * stride >= patch size``, checked when the
+  module is built) and each is jittered on its own (``max_shift``), so a line crossing the
+  border does not continue in the same row or column. ``gap=3`` leaves free pixels between
+  them, as the paper does.
+- Colour: each RGB patch is turned grey on its own with probability ``drop_color``, and
+  brightness and contrast are jittered per patch (PatchAugment).
+- Absolute position: the image is wrapped onto a torus
+  (:func:`cpc.tasks.geometry.wrapped_patch_grid`) and the centre drawn uniformly over all of
+  it, so every frame position is equally often each of the 8 labels (a classifier given only
+  positions stays at chance: tested).
 """
 
 from __future__ import annotations
@@ -118,9 +104,8 @@ class PatchPositionTask(Task):
             is built.
         pairs_per_image: pairs drawn from each image per step (independently, so two may
             repeat). The paper takes one; 4 gives 4x the examples per step for 8 patch
-            encodings per image, under a quarter of CPC's 36 on a 6x6 grid. Alone on
-            Fashion-MNIST for 150 steps of 64 images, kNN top-1 was 69.2% with 4 pairs
-            against 68.1% with 1 (train accuracy 32% against 23%).
+            encodings per image, under a quarter of CPC's 36 on a 6x6 grid (chosen in a short
+            run, ``docs/results.md#ablations-what-each-choice-buys``).
         augment: applied to the pair patches ``(B, K, 2, C, P, P)`` in training; default
             ``PatchAugment(max_shift=2, drop_color=0.5)`` (see the module docstring);
             ``nn.Identity()`` disables (and lets the edge shortcut back in).

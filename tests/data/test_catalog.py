@@ -40,6 +40,7 @@ def toy_args(root: Path, out: Path, *extra: str) -> list[str]:
     return fit_args(root, out, *extra, **toy, **{"data.image_size": None, "data.channels": None})
 
 
+@pytest.mark.slow
 def test_a_new_dataset_is_one_class_and_trains_through_the_cli(tmp_path):
     assert registry()["toy"] is ToyDataModule
     args = toy_args(tmp_path / "data", tmp_path / "run", "--model.encoder.in_channels=3")
@@ -49,6 +50,7 @@ def test_a_new_dataset_is_one_class_and_trains_through_the_cli(tmp_path):
     assert prepare.main(["toy", "--root", str(tmp_path / "data")]) == 0  # already there
 
 
+@pytest.mark.slow
 def test_encoder_channels_must_follow_the_data(tmp_path):
     with pytest.raises(ValueError, match=r"3 channels but the encoder expects 1: set model\.enc"):
         cli_main(toy_args(tmp_path / "data", tmp_path / "run"))

@@ -96,6 +96,7 @@ def test_device_data_by_default_on_one_cuda_device_with_room(
     assert dm._data_on_device(dataset) is expected
 
 
+@pytest.mark.slow
 def test_a_fit_trains_on_device_batches(tiny_folder, tmp_path):
     from helpers import quick_fit_args
 

@@ -123,6 +123,7 @@ def test_module_contract_and_one_line_errors(stream, labelled, tmp_path):
         StreamingDataModule(str(tmp_path)).setup("fit")
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_the_next_unseen_batch(stream, labelled, tmp_path):
     """2 epochs of 10 steps, killed at step 6 (a checkpoint every step) and resumed from
     last.ckpt: the steps see exactly the batches of an uninterrupted run (2 loader workers);
@@ -183,6 +184,7 @@ def test_killed_run_resumes_with_the_next_unseen_batch(stream, labelled, tmp_pat
     assert report["encoder"]["knn"]["top1"] == by_hand["top1"]
 
 
+@pytest.mark.slow
 def test_without_labelled_images_the_compact_projection_is_fitted_on_the_stream(
     stream, labelled, tmp_path
 ):
@@ -202,6 +204,7 @@ def test_without_labelled_images_the_compact_projection_is_fitted_on_the_stream(
         assert encoder(torch.rand(2, 1, 28, 28)).shape == (2, 4)
 
 
+@pytest.mark.slow
 def test_two_ddp_processes_read_disjoint_shards(stream, labelled, tmp_path):
     """``cpc fit`` with 2 gloo processes on the CPU: each rank trains on its own half."""
     callbacks = [{"class_path": "test_streaming.SeenIds", "init_args": {"folder": str(tmp_path)}}]
@@ -232,6 +235,7 @@ def test_two_ddp_processes_read_disjoint_shards(stream, labelled, tmp_path):
     assert sorted(ranks[0] + ranks[1]) == list(range(40))
 
 
+@pytest.mark.slow
 def test_streaming_example_config_trains_on_a_stream(tmp_path):
     """configs/streaming_example.yaml as shipped (its ResNet-18), on a generated 112-px RGB
     stream and labelled folder: one step and one validation batch."""

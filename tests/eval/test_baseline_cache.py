@@ -34,6 +34,7 @@ def rows(result):
     return {name: row for name, row in result.items() if name != "meta"}
 
 
+@pytest.mark.slow
 def test_second_report_reuses_the_baselines(extractions, baseline_cache):
     torch.manual_seed(0)
     encoder = ResNetEncoder(width=8)
@@ -52,6 +53,7 @@ def test_second_report_reuses_the_baselines(extractions, baseline_cache):
     assert list(rows(second)) == list(rows(first))  # table order kept
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change",
     [
@@ -74,6 +76,7 @@ def test_a_changed_protocol_architecture_or_data_recomputes(extractions, change)
     assert extractions[-1] == ["random_init"] and changed["meta"]["baselines_cached"] is False
 
 
+@pytest.mark.slow
 def test_cache_off_or_unreadable_recomputes(extractions, baseline_cache):
     report(ResNetEncoder(width=8), cache=False)
     assert not baseline_cache.exists()

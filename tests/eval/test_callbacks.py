@@ -106,6 +106,7 @@ def test_online_knn_logs_the_val_knn_accuracy_of_a_fixed_train_bank(tmp_path):
     assert knn.state_dict() == {"validation_runs": 1}  # the sanity check does not count
 
 
+@pytest.mark.slow
 def test_online_knn_schedule_survives_checkpoint_and_resume(tmp_path):
     """every_n_epochs=2: evaluated after the 2nd and 4th validation, across a resume."""
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
@@ -171,6 +172,7 @@ def test_evaluation_report_is_skipped_under_fast_dev_run(tmp_path):
     assert report.path is None and not list(tmp_path.rglob("report.json"))
 
 
+@pytest.mark.slow
 def test_online_knn_under_ddp_spawn_gives_the_same_value_on_both_ranks(tmp_path):
     dm, model = Quadrants(), TinyModule()
     callbacks = [

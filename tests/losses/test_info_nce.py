@@ -124,6 +124,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes_match_one_process_on_merged_batch():
     """Both ranks keep 3 of their 4 pairs, so the per-rank means average to the global one."""
     torch.manual_seed(2)

@@ -98,6 +98,7 @@ def test_memory_options_leave_outputs_and_gradients_unchanged(option):
         assert (p.grad - q.grad).norm() <= 1e-3 * p.grad.norm()
 
 
+@pytest.mark.slow
 def test_cpc_fits_two_steps_with_a_torchvision_resnet(tmp_path):
     folder = write_image_folder(tmp_path / "images", size=40, mode="RGB")
     args = fit_args(

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses: `pytest -m 'not slow'` skips the file
+
 HEAVY = ("lightning", "torchvision", "PIL", "faiss", "torchmetrics")
 
 

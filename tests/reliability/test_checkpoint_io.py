@@ -54,6 +54,7 @@ def test_interrupted_or_failed_write_keeps_the_previous_checkpoint(tmp_path, mon
         assert "\n" not in message and str(path) in message and "No space left" in message
 
 
+@pytest.mark.slow
 def test_fit_writes_atomically_and_a_full_disk_is_one_line(tiny_folder, tmp_path, monkeypatch):
     cli = cli_main(quick_fit_args(tiny_folder, tmp_path / "run"))
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)

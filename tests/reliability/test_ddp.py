@@ -19,6 +19,8 @@ from helpers import fit_args, write_image_folder
 
 from cpc.cli import eval_main
 
+pytestmark = pytest.mark.slow  # subprocesses: `pytest -m 'not slow'` skips the file
+
 REPO = Path(__file__).resolve().parents[2]
 
 TASKS = (

@@ -188,6 +188,7 @@ def test_default_root_dir_without_write_permission(monkeypatch, capsys, tiny_fol
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("error", "message"),
     [
@@ -275,6 +276,7 @@ def test_cpc_debug_shows_the_traceback_and_the_full_parser_message(
     assert "usage:" in capsys.readouterr().err  # jsonargparse's own message, with usage
 
 
+@pytest.mark.slow
 def test_console_script_prints_one_line_and_exit_status_1(tiny_folder, tmp_path):
     """What a shell sees: stdout empty, stderr one line, status 1 (CPC_DEBUG: tested above)."""
     args = fit_args(tiny_folder, tmp_path / "run", "--trainer.accelerator=gpu")

@@ -14,11 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import fit_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cpc.cli import cli_main
+
+pytestmark = pytest.mark.slow  # subprocesses: `pytest -m 'not slow'` skips the file
 
 ROOT = Path(__file__).parents[2]
 MAX_STEPS = 9  # 18 train images in batches of 8: 2 steps an epoch (odd steps end inside one)

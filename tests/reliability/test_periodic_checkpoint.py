@@ -66,6 +66,7 @@ def saves(monkeypatch) -> list[int]:
     return steps
 
 
+@pytest.mark.slow
 def test_minutes_save_between_step_saves_by_a_clock_counted_from_the_last_save(
     tiny_folder, tmp_path, monkeypatch, saves
 ):
@@ -82,6 +83,7 @@ def test_minutes_save_between_step_saves_by_a_clock_counted_from_the_last_save(
         PeriodicCheckpoint(every_n_minutes=0)
 
 
+@pytest.mark.slow
 def test_every_validation_saves_even_when_the_loss_did_not_improve(tiny_folder, tmp_path, saves):
     """With lr 0 the val/loss never improves after the first validation, so the monitored
     ModelCheckpoint writes last.ckpt once; PeriodicCheckpoint writes it after every validation
@@ -95,6 +97,7 @@ def test_every_validation_saves_even_when_the_loss_did_not_improve(tiny_folder, 
     assert torch.load(last, weights_only=True)["global_step"] == 6
 
 
+@pytest.mark.slow
 def test_nan_stop_before_any_validation_keeps_and_names_the_last_checkpoint(tiny_folder, tmp_path):
     nan = {"class_path": "faults.NonFiniteAt", "init_args": {"step": 3}}
     args = fit_args(tiny_folder, tmp_path / "run", callbacks(nan), "--trainer.max_epochs=1")
@@ -107,12 +110,14 @@ def test_nan_stop_before_any_validation_keeps_and_names_the_last_checkpoint(tiny
     assert all(torch.isfinite(w).all() for w in checkpoint["state_dict"].values())
 
 
+@pytest.mark.slow
 def test_nan_stop_without_a_checkpoint_says_so(tiny_folder, tmp_path):
     nan = {"class_path": "faults.NonFiniteAt", "init_args": {"step": 0}}
     with pytest.raises(FloatingPointError, match="no checkpoint was written before it"):
         cli_main(fit_args(tiny_folder, tmp_path / "run", callbacks(nan)))
 
 
+@pytest.mark.slow
 def test_a_run_stopped_by_max_steps_saves_its_last_step(tiny_folder, tmp_path):
     args = fit_args(tiny_folder, tmp_path / "run", callbacks(every=2), "--trainer.max_epochs=-1")
     cli_main([*args, "--trainer.max_steps=5"])  # validations at steps 2 and 4, saves at 2, 4
@@ -120,6 +125,7 @@ def test_a_run_stopped_by_max_steps_saves_its_last_step(tiny_folder, tmp_path):
     assert torch.load(last, weights_only=True)["global_step"] == 5
 
 
+@pytest.mark.slow
 def test_alone_it_still_names_and_rewrites_last_ckpt_at_the_end(tiny_folder, tmp_path):
     """Without the monitored ModelCheckpoint, the end-of-fit save sets ``last_model_path``, so
     the compact projection fitted after training is written into last.ckpt."""

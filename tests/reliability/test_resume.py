@@ -56,6 +56,7 @@ def run(tiny_folder, out, *extra):
     )
 
 
+@pytest.mark.slow
 def test_finished_run_extends_with_more_steps_in_the_same_folder(tiny_folder, tmp_path):
     out = tmp_path / "run"
     cli_main(run(tiny_folder, out, "--trainer.max_steps=3"))
@@ -79,6 +80,7 @@ def test_finished_run_extends_with_more_steps_in_the_same_folder(tiny_folder, tm
     assert any(not torch.equal(finished[k], extended[k]) for k in finished)
 
 
+@pytest.mark.slow
 def test_nothing_left_to_train_is_one_line_and_makes_no_folder(tiny_folder, tmp_path, monkeypatch):
     out = tmp_path / "run"
     cli_main(fit_args(tiny_folder, out))  # one epoch, 2 steps
@@ -92,6 +94,7 @@ def test_nothing_left_to_train_is_one_line_and_makes_no_folder(tiny_folder, tmp_
     assert [p.name for p in (out / "lightning_logs").iterdir()] == ["version_0"]
 
 
+@pytest.mark.slow
 def test_another_batch_size_is_refused_in_one_line(tiny_folder, tmp_path, monkeypatch):
     """The saved data position and Lightning's progress counters count batches of the
     checkpoint's size: with batches of 4 a run stopped after one batch of 8 would resume after
@@ -111,6 +114,7 @@ def test_another_batch_size_is_refused_in_one_line(tiny_folder, tmp_path, monkey
     assert torch.load(ckpt, weights_only=True)["global_step"] == 1  # the run is kept as it was
 
 
+@pytest.mark.slow
 def test_changed_architecture_is_refused_naming_the_option(tiny_folder, tmp_path):
     out = tmp_path / "run"
     cli_main(fit_args(tiny_folder, out))
@@ -155,6 +159,7 @@ class SaveAt(L.Callback):
             trainer.save_checkpoint(self.path)
 
 
+@pytest.mark.slow
 def test_an_extended_run_leaves_the_compact_projection_unfitted_until_its_end(
     tiny_folder, tmp_path
 ):

@@ -10,6 +10,7 @@ from cpc.cli import cli_main
 from cpc.run_folder import discard_unstarted
 
 
+@pytest.mark.slow
 def test_a_fit_failing_at_setup_leaves_no_folder(tmp_path):
     folder = write_image_folder(tmp_path / "rgb", mode="RGB")  # fails in the model's setup,
     args = fit_args(folder, tmp_path / "runs" / "run", "--data.channels=3")  # after the folder

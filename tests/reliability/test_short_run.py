@@ -59,6 +59,7 @@ def short_run(tmp_path_factory) -> tuple[Path, str]:
     return tmp / "runs", done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_a_short_fit_starts_quietly(short_run):
     output = short_run[1]
     assert [line for line in output.splitlines() if any(n in line for n in NOISE)] == []
@@ -78,6 +79,7 @@ def viz_args(runs: Path, out: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_viz_of_a_short_run_says_which_run_and_draws_what_was_logged(short_run, tmp_path, caplog):
     runs = short_run[0]
     with caplog.at_level(logging.INFO, logger="cpc.viz.script"):
@@ -91,6 +93,7 @@ def test_viz_of_a_short_run_says_which_run_and_draws_what_was_logged(short_run, 
     assert "val/loss" in curves and "train/loss" not in curves  # 2 steps < log_every_n_steps
 
 
+@pytest.mark.slow  # its fixture fits a run
 def test_viz_writes_all_figures_or_none(short_run, tmp_path, monkeypatch):
     runs = short_run[0]
 
@@ -103,6 +106,7 @@ def test_viz_writes_all_figures_or_none(short_run, tmp_path, monkeypatch):
     assert not (tmp_path / "figures").exists()
 
 
+@pytest.mark.slow
 def test_viz_without_a_log_leaves_the_curves_out_and_says_why(short_run, tmp_path, caplog):
     runs = short_run[0]
     (last,) = runs.rglob("last.ckpt")

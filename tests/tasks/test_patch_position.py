@@ -10,7 +10,8 @@ from cpc.models.encoder import ResNetEncoder
 from cpc.tasks import PatchPositionTask
 from cpc.tasks.patch_position import DIRECTIONS
 
-CONFIGS = Path(__file__).parents[2] / "configs"
+CONFIGS = Path(__file__).parents[2] / "configs" / "tasks"
+FASHION_MNIST = CONFIGS.parent / "fashion_mnist.yaml"
 P, STRIDE = 8, 4  # ResNetEncoder's patches: 28x28 images wrapped onto a torus -> 7x7 grid
 # label -> (rows down, columns right) of the neighbour, written out from the paper's figure 2
 BY_HAND = {
@@ -169,10 +170,12 @@ def test_bad_arguments_fail_at_construction(kwargs):
 
 
 def fit_args(folder: Path, out: Path, config: str) -> list[str]:
-    """A config file's tasks on the tiny image folder: 2 train steps, 1 val batch."""
-    return quick_fit_args(folder, out, config=CONFIGS / config)
+    """A task fragment over configs/fashion_mnist.yaml, on the tiny image folder: 2 train
+    steps, 1 val batch."""
+    return quick_fit_args(folder, out, config=[FASHION_MNIST, CONFIGS / config])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("config", "tasks"),
     [

@@ -12,7 +12,8 @@ from cpc.models.encoder import ResNetEncoder
 from cpc.tasks import RotationTask
 from cpc.tasks.rotation import all_rotations, rotate
 
-CONFIGS = Path(__file__).parents[2] / "configs"
+CONFIGS = Path(__file__).parents[2] / "configs" / "tasks"
+FASHION_MNIST = CONFIGS.parent / "fashion_mnist.yaml"
 
 
 class PooledMean(nn.Module):
@@ -118,10 +119,12 @@ def test_bad_hidden_fails_at_construction():
 
 
 def fit_args(folder: Path, out: Path, config: str, *extra: str) -> list[str]:
-    """A config file's tasks on the tiny image folder: 2 train steps, 1 val batch."""
-    return quick_fit_args(folder, out, *extra, config=CONFIGS / config)
+    """A task fragment over configs/fashion_mnist.yaml, on the tiny image folder: 2 train
+    steps, 1 val batch."""
+    return quick_fit_args(folder, out, *extra, config=[FASHION_MNIST, CONFIGS / config])
 
 
+@pytest.mark.slow
 def test_cpc_and_rotation_log_both_losses_and_their_weighted_sum(tiny_folder, tmp_path):
     tasks = [
         {"class_path": "cpc.tasks.CPCTask"},
@@ -138,6 +141,7 @@ def test_cpc_and_rotation_log_both_losses_and_their_weighted_sum(tiny_folder, tm
     assert list(cli.model.tasks) == ["cpc", "rotation"]
 
 
+@pytest.mark.slow
 def test_rotation_config_alone_and_weight_0_skips_a_task(tiny_folder, tmp_path, monkeypatch):
     def never(*args):
         raise AssertionError("a task with weight 0 ran")

@@ -54,6 +54,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path, Path]:
     return ckpt, train, test
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom_and_saves_figures(tiny_run, tmp_path, monkeypatch):
     ckpt, train, test = tiny_run
     out = tmp_path / "figures"
@@ -83,6 +84,7 @@ def test_notebook_runs_top_to_bottom_and_saves_figures(tiny_run, tmp_path, monke
     assert "   all  12" in text
 
 
+@pytest.mark.slow
 def test_script_writes_the_same_figures_and_its_knn_is_the_reports(tiny_run, tmp_path, monkeypatch):
     """Every test image (12) against every train image (22, the bank): the script's kNN top-1
     is the report's, with the run's pooling, k and knn_pca (none of them the default)."""
@@ -135,6 +137,7 @@ def test_script_writes_the_same_figures_and_its_knn_is_the_reports(tiny_run, tmp
     assert top1 == pytest.approx(report["encoder"]["knn"]["top1"], abs=1e-6)
 
 
+@pytest.mark.slow  # its fixture fits a run
 def test_the_data_module_defaults_to_the_runs_own(tiny_run):
     ckpt, train, _ = tiny_run
     dm = viz.run_datamodule(ckpt)  # the data section of the run's config.yaml
