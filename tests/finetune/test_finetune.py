@@ -17,6 +17,8 @@ from cpc.cli import cli_main
 from cpc.data import ImageFolderDataModule
 from cpc.finetune.cli import finetune_main
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 RUN = Path("lightning_logs") / "version_0"
 
 
