@@ -16,6 +16,8 @@ cpc.data.MNISTDataModule --data.root data`` as in ``cpc fit``), one module per k
 - :mod:`~cpc.viz.classes`: :func:`per_class_knn_table` and :func:`confusion_matrix_figure`, the
   weighted kNN classifier of Wu et al. (2018) / DINO (:func:`cpc.eval.knn.knn_predict`), class
   by class.
+- :mod:`~cpc.viz.labels`: :func:`label_efficiency_figure`, test accuracy against labels per
+  class (log axis), from a report's label budgets (:func:`report_curves`) or the benchmark's.
 - :mod:`~cpc.viz.sample`: from a checkpoint and a data module (the run's own by default) to a
   :class:`FeatureSample` (images, labels and every encoder's features, by
   :mod:`cpc.eval.features`) that the figures take.
@@ -52,6 +54,7 @@ from cpc.viz.curves import (
     read_metrics,
 )
 from cpc.viz.embedding import Method, embed_2d, embedding_map
+from cpc.viz.labels import label_efficiency_figure, report_curves
 from cpc.viz.neighbours import (
     MISMATCH_COLOUR,
     neighbour_grid,
@@ -69,6 +72,8 @@ from cpc.viz.sample import (
 from cpc.viz.script import main, run
 
 __all__ = [
+    "label_efficiency_figure",
+    "report_curves",
     "CURVE_PANELS",
     "MISMATCH_COLOUR",
     "FeatureSample",

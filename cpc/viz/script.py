@@ -20,6 +20,7 @@ from cpc.viz.classes import (
 )
 from cpc.viz.curves import find_metrics, plot_training_curves
 from cpc.viz.embedding import Method, embedding_map
+from cpc.viz.labels import run_label_figure
 from cpc.viz.neighbours import neighbours_figure
 from cpc.viz.sample import (
     random_init_like,
@@ -103,6 +104,7 @@ def run(
         "neighbours": neighbours_figure(fs, queries, neighbours, seed, protocol),
         "training_curves": training_curves(ckpt),
         "confusion": confusion_matrix_figure(fs.query_labels, predictions, fs.class_names),
+        "label_efficiency": run_label_figure(ckpt),  # when the report has label budgets
     }
     paths = {
         name: save_figure(fig, out_dir / f"{name}.png")
