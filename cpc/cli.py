@@ -32,6 +32,9 @@ nothing left to train is refused in one line (:func:`check_resume`, :mod:`cpc.re
 
 ``cpc eval --ckpt_path PATH`` evaluates a checkpoint's frozen encoder (see :func:`eval_main`)
 with the data and report settings of the run's ``config.yaml``, unless given.
+
+``cpc finetune`` trains a classifier with (few) labels from a checkpoint or from scratch
+(:mod:`cpc.finetune.cli`).
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ class EvaluationReport(L.Callback):
             architecture and protocol (:mod:`cpc.eval.baseline_cache`, ``$CPC_CACHE``).
         **protocol: fields of :class:`cpc.eval.protocol.EvalProtocol` (k, temperature,
             pooling, knn_standardize, knn_pca, knn_exact_max, memmap, compact, probe_kwargs,
-            seed); an unknown one is a TypeError.
+            seed, label_budgets, label_draws); an unknown one is a TypeError.
     """
 
     def __init__(
