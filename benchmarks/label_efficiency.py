@@ -13,8 +13,9 @@ each draw of the labelled subset (:func:`cpc.data.subset.class_balanced_subset`,
   head, batch, schedule and augmentation;
 - **small CNN from scratch**: :class:`cpc.models.SmallCNN`, same recipe.
 
-Every trained row picks its learning rate (``--grid``) on the validation split with draw 0,
-then trains the other draws with it; each run's epoch is its best ``val/acc`` checkpoint, and
+Every trained row picks its learning rate (:data:`GRID`) on the validation split with draw 0,
+then trains the other draws with it (``--grid-from 100``: the setting chosen at 100 labels per
+class, for budgets too costly to sweep); each run's epoch is its best ``val/acc`` checkpoint, and
 its test split is scored once, by that checkpoint. "Best CPC" is the CPC row with the best
 mean validation accuracy at that budget. Every run writes ``<out>/<row>/<budget>/...json``
 and is skipped when that file exists, so the benchmark resumes and can be split over processes.
@@ -81,8 +82,17 @@ def trained(row: str, budget: str, draw: int, setting: int, ckpt: str, out: Path
     return json.loads(path.read_text())
 
 
-def trained_row(row: str, budget: str, draws: list[int], ckpt: str, out: Path) -> list[dict]:
-    """The draws of a trained row, with the setting chosen on draw 0's validation accuracy."""
+def trained_row(
+    row: str, budget: str, draws: list[int], ckpt: str, out: Path, grid_from: str | None = None
+) -> list[dict]:
+    """The draws of a trained row, with the setting chosen on draw 0's validation accuracy (at
+    this budget, or at budget ``grid_from``: larger budgets cost too much to sweep)."""
+    if grid_from is not None:
+        chosen = chosen_runs(
+            [json.loads(p.read_text()) for p in (out / row / grid_from).glob("*.json")]
+        )
+        best = GRID[row].index(chosen[0]["setting"])
+        return [trained(row, budget, d, best, ckpt, out) for d in draws]
     first = [trained(row, budget, draws[0], s, ckpt, out) for s in range(len(GRID[row]))]
     best = max(range(len(first)), key=lambda s: first[s]["val_top1"])
     return [first[best]] + [trained(row, budget, d, best, ckpt, out) for d in draws[1:]]
@@ -177,6 +187,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/label_efficiency"))
     parser.add_argument("--table", action="store_true", help="only print the table")
+    parser.add_argument("--grid-from", help="use the setting each row chose at this budget")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.table:
@@ -186,7 +197,7 @@ def main() -> None:
                     frozen_rows(args.budgets, len(args.draws), args.ckpt, args.out)
                 else:
                     (args.out / row / budget).mkdir(parents=True, exist_ok=True)
-                    trained_row(row, budget, args.draws, args.ckpt, args.out)
+                    trained_row(row, budget, args.draws, args.ckpt, args.out, args.grid_from)
     print(table(args.out, args.budgets))
 
 
