@@ -119,6 +119,12 @@ def summary(values: list[float]) -> tuple[float, float]:
 
 def table(out: Path, budgets: list[str]) -> str:
     """Test top-1 (mean ± std over draws) per row and budget, and each row's val top-1."""
+    cells = collect(out, budgets)
+    return format_table(cells, budgets)
+
+
+def collect(out: Path, budgets: list[str]) -> dict[str, dict[str, tuple[float, float, float, int]]]:
+    """``{row: {budget: (test mean, test std, val mean, draws)}}`` of what has run."""
     frozen = json.loads((out / "frozen.json").read_text()) if (out / "frozen.json").exists() else {}
     cells: dict[str, dict[str, tuple[float, float, float, int]]] = {row: {} for row in ROWS}
     for budget in budgets:
@@ -147,6 +153,10 @@ def table(out: Path, budgets: list[str]) -> str:
                     mean, std = summary([r["test"]["top1"] for r in chosen])
                     val = statistics.fmean(r["val_top1"] for r in chosen)
                     cells[row][budget] = (mean, std, val, len(chosen))
+    return cells
+
+
+def format_table(cells: dict, budgets: list[str]) -> str:
     lines = ["| labels per class | " + " | ".join(ROWS[r] for r in ROWS) + " | best CPC (on val) |"]
     lines.append("|---" * (len(ROWS) + 2) + "|")
     for budget in budgets:
@@ -187,6 +197,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/label_efficiency"))
     parser.add_argument("--table", action="store_true", help="only print the table")
+    parser.add_argument("--plot", type=Path, help="also save the curve (PNG) here")
     parser.add_argument("--grid-from", help="use the setting each row chose at this budget")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -199,6 +210,23 @@ def main() -> None:
                     (args.out / row / budget).mkdir(parents=True, exist_ok=True)
                     trained_row(row, budget, args.draws, args.ckpt, args.out, args.grid_from)
     print(table(args.out, args.budgets))
+    if args.plot:
+        plot(collect(args.out, args.budgets), args.plot)
+
+
+def plot(cells: dict, path: Path) -> None:
+    """The curve of every row; ``all`` is drawn at 5500 labels per class (55k / 10)."""
+    from cpc.viz.labels import label_efficiency_figure
+
+    def per_class(budget: str) -> int:
+        return 5500 if budget == "all" else int(budget)
+
+    curves = {
+        ROWS[row]: {per_class(b): c[:2] for b, c in by_budget.items()}
+        for row, by_budget in cells.items()
+        if by_budget
+    }
+    label_efficiency_figure(curves, title="Fashion-MNIST test top-1", save=path)
 
 
 if __name__ == "__main__":
