@@ -35,7 +35,7 @@ from cpc.finetune.cli import finetune_main
 
 CONFIG = "configs/fashion_mnist_finetune.yaml"
 #: steps of training per budget: enough to converge on each (few labels train fast)
-STEPS = {"10": 400, "100": 800, "1000": 1500, "all": 2500}
+STEPS = {"10": 400, "50": 600, "100": 800, "1000": 1500, "all": 2500}
 #: learning-rate settings each trained row chooses from on validation
 SCALED, FULL = "--model.encoder_lr_scale=0.1", "--model.encoder_lr_scale=1.0"
 GRID = {
