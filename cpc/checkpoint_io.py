@@ -13,12 +13,21 @@ the run folder: a kill during that copy leaves a truncated ``last.ckpt`` and the
 gone. :class:`AtomicCheckpointIO` (installed by ``cpc fit`` as ``trainer.plugins``) writes to a
 temp file in the checkpoint's own folder, fsyncs it, then renames it over the old file
 (``os.replace``, atomic within one filesystem), and fsyncs the folder.
+
+A checkpoint proves it is whole: :class:`AtomicCheckpointIO` writes the sha256 of the file into
+the zip archive's comment (the last bytes of the file, which torch ignores), and every load
+(:func:`verify_checkpoint`: ``cpc fit --ckpt_path``, ``cpc eval``, :func:`cpc.load_encoder`,
+``python -m cpc.viz``) recomputes it, so bytes damaged on a disk or in a copy are refused in
+one line instead of loading as weights near 1e30. A checkpoint without the comment (written
+before it existed, or by another tool) loads unchecked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import struct
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +37,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+#: the zip comment of a sealed checkpoint: this tag, then the sha256 (hex) of every byte of the
+#: file before the comment's 2-byte length field
+CHECKSUM_TAG = b"cpc-sha256:"
+_COMMENT = len(CHECKSUM_TAG) + 64
+_END = b"PK\x05\x06"  # the zip's end-of-central-directory record: 22 bytes, then the comment
 
 
 class PeriodicCheckpoint(ModelCheckpoint):
@@ -126,7 +141,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Until the rename, ``path`` holds the previous complete checkpoint (or nothing); after it,
     the new complete one (and temp files a killed writer left are removed). On any error
     (``ENOSPC``, a kill signal turned into an exception, ...) the temp file is removed, and an
-    ``OSError`` becomes a one-line :class:`CheckpointWriteError`.
+    ``OSError`` becomes a one-line :class:`CheckpointWriteError`. The file is sealed with
+    its sha256 (:func:`seal`) before the rename, and checked (:func:`verify_checkpoint`) when
+    Lightning loads it back.
     """
 
     def save_checkpoint(
@@ -138,9 +155,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as file:
+            with os.fdopen(fd, "w+b") as file:
                 torch.save(checkpoint, file)
-                file.flush()
+                seal(file)
                 os.fsync(file.fileno())
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; other outputs follow umask
             os.replace(tmp, path)
@@ -154,6 +171,71 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         _fsync_folder(path.parent)
         for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
             stale.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path: str | os.PathLike, *args: Any, **kwargs: Any) -> dict:
+        """Lightning's load, after :func:`verify_checkpoint` (a damaged file is refused)."""
+        if os.path.isfile(path):  # a local file (Lightning also reads fsspec URLs)
+            verify_checkpoint(path)
+        return super().load_checkpoint(path, *args, **kwargs)
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint whose bytes differ from those written (its sha256 does not match)."""
+
+
+def seal(file: Any) -> None:
+    """Write the sha256 of the zip archive that ``file`` (open ``w+b``, just written by
+    ``torch.save``) holds into its comment; an archive that already has a comment is left."""
+    file.flush()
+    size = file.seek(0, os.SEEK_END)
+    file.seek(size - 22)
+    if size < 22 or file.read(22)[:4] != _END:  # not torch's archive layout: nothing to seal
+        return
+    digest = _sha256(file, size - 2)
+    file.seek(size - 2)
+    file.write(struct.pack("<H", _COMMENT) + CHECKSUM_TAG + digest.encode())
+    file.flush()
+
+
+def verify_checkpoint(path: str | os.PathLike) -> bool:
+    """Recompute the sha256 :func:`seal` wrote into the checkpoint at ``path``.
+
+    Returns:
+        True when it matches, False when the file carries none (an older checkpoint).
+
+    Raises:
+        DamagedCheckpointError: in one line naming the file and what to do, when it differs.
+    """
+    with open(path, "rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        if size < 22 + _COMMENT:
+            return False
+        file.seek(size - 22 - _COMMENT)
+        tail = file.read()
+        sealed = tail[:4] == _END and tail[20:22] == struct.pack("<H", _COMMENT)
+        if not (sealed and tail[22:].startswith(CHECKSUM_TAG)):
+            return False
+        written = tail[22 + len(CHECKSUM_TAG) :].decode("ascii", "replace")
+        if _sha256(file, size - 2 - _COMMENT) == written:
+            return True
+    raise DamagedCheckpointError(
+        f"{path} is damaged: its bytes do not match the sha256 written with it (a disk or copy "
+        "error): use an intact copy, or an earlier checkpoint (e.g. the best by val/loss in "
+        "the same folder)"
+    )
+
+
+def _sha256(file: Any, size: int) -> str:
+    """The sha256 (hex) of the first ``size`` bytes of ``file``."""
+    digest, left = hashlib.sha256(), size
+    file.seek(0)
+    while left > 0:
+        chunk = file.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        digest.update(chunk)
+        left -= len(chunk)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

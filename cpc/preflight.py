@@ -106,7 +106,8 @@ def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ``state_dict`` and ``pytorch-lightning_version``, of tensors and plain values only.
 
     Read as Lightning and ``cpc fit --ckpt_path`` read it, ``weights_only`` (unpickling runs no
-    code a file could carry) and memory-mapped (tensors are read when used). torch's own errors
+    code a file could carry) and memory-mapped (tensors are read when used), after its sha256
+    (:func:`cpc.checkpoint_io.verify_checkpoint`) is checked. torch's own errors
     on a truncated or foreign file are tracebacks ending in a hint to pass
     ``weights_only=False``, which would not help.
 
@@ -115,14 +116,17 @@ def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a checkpoint, or a corrupt one.
+        ValueError: not a checkpoint, or a corrupt or damaged one.
     """
+    from cpc.checkpoint_io import verify_checkpoint  # imports Lightning
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     hint = "pass a .ckpt written by cpc fit (e.g. <run folder>/checkpoints/last.ckpt)"
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a checkpoint (truncated, or another format): {hint}")
+    verify_checkpoint(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
