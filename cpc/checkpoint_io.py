@@ -27,8 +27,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import struct
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 #: the zip comment of a sealed checkpoint: this tag, then the sha256 (hex) of every byte of the
 #: file before the comment's 2-byte length field
@@ -53,6 +57,10 @@ class PeriodicCheckpoint(ModelCheckpoint):
     ``last.ckpt`` with a monitored ModelCheckpoint that also saves it (after a validation that
     improved the loss): the file is always the newest state. Under DDP every rank follows
     rank 0's clock.
+
+    A fit stopped by SIGTERM (a cluster scheduler) or a first Ctrl-C (SIGINT, handled as
+    Lightning handles SIGTERM: at the end of the running step; a second one stops at once)
+    saves ``last.ckpt`` and says where in one line before the process exits.
 
     Args:
         dirpath: folder of ``last.ckpt``; default: the logger's ``checkpoints/``.
@@ -89,6 +97,27 @@ class PeriodicCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._saved_at = self.clock()
+        self._previous_sigint = _stop_gracefully_on_sigint()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
+        if getattr(self, "_previous_sigint", None) is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """A stop by signal (Lightning's SIGTERMException, raised at the end of a step) saves
+        ``last.ckpt`` and prints where."""
+        super().on_exception(trainer, pl_module, exception)
+        stopped = isinstance(exception, SIGTERMException) and trainer.global_step > 0
+        if stopped and not trainer.fast_dev_run:
+            self._save_last(trainer)
+            rank_zero_info(
+                f"stopped by a signal at step {trainer.global_step}: saved "
+                f"{self.last_model_path}; resume with --ckpt_path {self.last_model_path}"
+            )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         """Lightning's save every ``every_n_train_steps``, else one when the minutes are up."""
@@ -119,6 +148,24 @@ class PeriodicCheckpoint(ModelCheckpoint):
     def _save_last(self, trainer: L.Trainer) -> None:
         self.last_model_path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
         trainer.save_checkpoint(self.last_model_path)
+
+
+def _stop_gracefully_on_sigint() -> Any:
+    """Make the first SIGINT do what Lightning's SIGTERM handler does (stop at the end of the
+    running step, raising SIGTERMException, every rank told); a second SIGINT gets the
+    previous handler back (KeyboardInterrupt at once). Returns that previous handler, or None
+    when nothing was changed (not the main thread, or no Lightning SIGTERM handler)."""
+    sigterm = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or not callable(sigterm):
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+
+    def first_sigint(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, previous)
+        sigterm(signum, frame)
+
+    signal.signal(signal.SIGINT, first_sigint)
+    return previous
 
 
 class CheckpointWriteError(OSError):

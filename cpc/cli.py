@@ -14,7 +14,8 @@
   (:mod:`cpc.precision`), resolved at start and printed in one line;
 - ``trainer.callbacks``: ``ModelCheckpoint`` keeping the best by ``val/loss``,
   :class:`cpc.checkpoint_io.PeriodicCheckpoint` writing ``last.ckpt`` every 100 steps or 10
-  minutes, after each validation and at the end of fit, and
+  minutes (``--checkpoint.every_n_train_steps``, ``--checkpoint.every_n_minutes``), after each
+  validation, at the end of fit and when SIGTERM or Ctrl-C stops it, and
   ``LearningRateMonitor`` logging the learning rate every step (a default list: a config's
   ``trainer.callbacks`` replaces it; ``--trainer.enable_checkpointing false`` and
   ``--trainer.logger false`` drop the ones they rule out);
@@ -52,6 +53,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from cpc.checkpoint import load_encoder, run_config
+from cpc.checkpoint_io import PeriodicCheckpoint
 from cpc.console import CLIParser, Parser, QuietStart, quiet_lightning, run_with_one_line_errors
 from cpc.data.datamodule import ImageDataModule
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
@@ -95,7 +97,11 @@ RENAMED = {
     "online_knn.temperature": "report.temperature",
     "online_knn.pooling": "report.pooling",
     "online_knn.standardize": "report.knn_standardize",
-    "checkpoint": "trainer.callbacks (ModelCheckpoint; --print_config shows it)",
+    # the old ModelCheckpoint section (checkpoint.every_n_* now set PeriodicCheckpoint's interval)
+    **{
+        f"checkpoint.{key}": "trainer.callbacks (ModelCheckpoint; --print_config shows it)"
+        for key in ("monitor", "mode", "save_top_k", "save_last", "dirpath", "filename")
+    },
     "lr_monitor": "trainer.callbacks (LearningRateMonitor; --print_config shows it)",
 }
 
@@ -123,6 +129,20 @@ class CPCLightningCLI(LightningCLI):
         parser.add_lightning_class_args(OnlineKNN, "online_knn")
         parser.add_lightning_class_args(EvaluationReport, "report")
         parser.add_lightning_class_args(ThroughputMonitor, "throughput")
+        parser.add_argument(
+            "--checkpoint.every_n_train_steps",
+            type=int | None,
+            default=None,
+            help="steps between two saves of last.ckpt (PeriodicCheckpoint in "
+            "trainer.callbacks); default: its own (100)",
+        )
+        parser.add_argument(
+            "--checkpoint.every_n_minutes",
+            type=float | None,
+            default=None,
+            help="most minutes of training between two saves of last.ckpt (0: steps only); "
+            "default: PeriodicCheckpoint's own (10)",
+        )
         parser.link_arguments("report.protocol", "online_knn.protocol", apply_on="instantiate")
         parser.set_defaults(
             {
@@ -168,12 +188,40 @@ class CPCLightningCLI(LightningCLI):
         trainer.callbacks = [
             c for c in trainer.callbacks or [] if not issubclass(_class(c.class_path), unwanted)
         ]
+        set_checkpoint_interval(self.config[str(self.subcommand)])
 
     def fit(self, model: CPCModule, **kwargs: Any) -> None:
         """``trainer.fit``, leaving no run folder behind when the run fails before it logged
         or saved anything (:func:`cpc.run_folder.discard_unstarted`)."""
         with discard_unstarted(self.trainer):
             self.trainer.fit(model, **kwargs)
+
+
+def set_checkpoint_interval(config: Any) -> None:
+    """``--checkpoint.every_n_train_steps`` / ``--checkpoint.every_n_minutes`` into the
+    PeriodicCheckpoint of ``trainer.callbacks`` (a one-line error when there is none)."""
+    given = {
+        key: value
+        for key, value in (config.get("checkpoint") or {}).items()
+        if key in ("every_n_train_steps", "every_n_minutes") and value is not None
+    }
+    if not given:
+        return
+    periodic = [
+        c
+        for c in config.trainer.callbacks or []
+        if issubclass(_class(c.class_path), PeriodicCheckpoint)
+    ]
+    if not periodic:
+        raise ValueError(
+            f"--checkpoint.{next(iter(given))} sets PeriodicCheckpoint's interval, but "
+            "trainer.callbacks has none: add cpc.checkpoint_io.PeriodicCheckpoint there"
+        )
+    if given.get("every_n_minutes") == 0:
+        given["every_n_minutes"] = None  # steps only
+    for callback in periodic:
+        for key, value in given.items():
+            callback.init_args[key] = value
 
 
 def _root_or_cwd(root: str | None) -> str:

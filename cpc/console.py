@@ -29,6 +29,7 @@ from jsonargparse import ArgumentParser
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cpc.data.datasets import DatasetNotFoundError
 
@@ -151,9 +152,12 @@ class _DropNoise(logging.Filter):
 
 def run_with_one_line_errors(main: Callable[[], object], prog: str) -> None:
     """Run ``main``; an error about the user's input or machine (:func:`error_line`) ends the
-    process with ``<prog>: error: <line>`` and status 1, a bug (or ``CPC_DEBUG=1``) raises."""
+    process with ``<prog>: error: <line>`` and status 1, a bug (or ``CPC_DEBUG=1``) raises; a
+    fit stopped by a signal exits with status 1 too (Lightning's exception would give 0)."""
     try:
         main()
+    except SIGTERMException:  # a fit stopped by SIGTERM or Ctrl-C (it said where it saved)
+        sys.exit(1)
     except Exception as err:
         line = error_line(err)
         if line is None or debug():

@@ -122,7 +122,7 @@ def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(not_found(path))
     hint = "pass a .ckpt written by cpc fit (e.g. <run folder>/checkpoints/last.ckpt)"
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a checkpoint (truncated, or another format): {hint}")
@@ -142,6 +142,22 @@ def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ):
         raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict): {hint}")
     return checkpoint
+
+
+def not_found(path: Path) -> str:
+    """Why there is no checkpoint at ``path``: the file looked for, and when its run folder
+    (``<run>/checkpoints/<name>.ckpt``) exists without any checkpoint, that the run stopped
+    before its first save."""
+    line = f"checkpoint not found: {path}"
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    a_run = (run / "config.yaml").is_file() or (run / "hparams.yaml").is_file()
+    if a_run and not any(run.rglob("*.ckpt")):
+        return (
+            f"{line}: the run in {run} stopped before its first save (last.ckpt is "
+            "written every --checkpoint.every_n_train_steps steps, on SIGTERM and Ctrl-C): "
+            "train it again, with a shorter interval if it is stopped early"
+        )
+    return f"{line}: pass a .ckpt written by cpc fit (e.g. <run folder>/checkpoints/last.ckpt)"
 
 
 def one_word(err: BaseException) -> str:

@@ -169,5 +169,5 @@ def test_cpc_eval_help_and_missing_checkpoint(monkeypatch, capsys, tmp_path):
     assert exit_info.value.code == 0 and "--ckpt_path" in capsys.readouterr().out
 
     missing = tmp_path / "nope.ckpt"
-    with pytest.raises(FileNotFoundError, match=f"checkpoint not found: {missing}$"):
+    with pytest.raises(FileNotFoundError, match=f"checkpoint not found: {missing}: pass a .ckpt"):
         eval_main([f"--ckpt_path={missing}"])  # cpc's main prints it as one line

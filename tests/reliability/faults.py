@@ -36,3 +36,15 @@ class KillAt(L.Callback):
     def _kill_if(self, trainer, at: str) -> None:
         if at == self.at and trainer.global_step == self.step and not trainer.sanity_checking:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SignalAt(L.Callback):
+    """Send this process signal ``signum`` (2: SIGINT, 15: SIGTERM) before training step
+    ``step``, as Ctrl-C or a cluster scheduler would during that step."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
