@@ -56,7 +56,8 @@ class PeriodicCheckpoint(ModelCheckpoint):
     A kill loses at most that much work. With ``enable_version_counter=False`` it shares
     ``last.ckpt`` with a monitored ModelCheckpoint that also saves it (after a validation that
     improved the loss): the file is always the newest state. Under DDP every rank follows
-    rank 0's clock.
+    rank 0's clock, read every :attr:`clock_every_n_steps` steps (one broadcast then, not
+    one a step), so a save by the minutes comes up to that many steps late.
 
     A fit stopped by SIGTERM (a cluster scheduler) or a first Ctrl-C (SIGINT, handled as
     Lightning handles SIGTERM: at the end of the running step; a second one stops at once)
@@ -72,6 +73,8 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
     #: seconds of a monotonic clock (a test replaces it)
     clock = staticmethod(time.monotonic)
+    #: under DDP, rank 0's clock is read (and broadcast) every this many steps only
+    clock_every_n_steps = 10
 
     def __init__(
         self,
@@ -126,8 +129,13 @@ class PeriodicCheckpoint(ModelCheckpoint):
         if trainer.global_step % self.every_n_train_steps == 0:  # Lightning saved just now
             self._saved_at = now
         elif self.every_n_minutes is not None and not trainer.fast_dev_run:
+            many = trainer.world_size > 1
+            if many and trainer.global_step % self.clock_every_n_steps:
+                return  # a collective on every step would cost more than the clock is worth
             due = now - self._saved_at >= 60 * self.every_n_minutes
-            if trainer.strategy.broadcast(due):  # every rank as rank 0: saving is collective
+            if many:  # every rank as rank 0: saving is collective
+                due = trainer.strategy.broadcast(due)
+            if due:
                 self._save_last(trainer)
                 self._saved_at = now
 
