@@ -196,7 +196,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Until the rename, ``path`` holds the previous complete checkpoint (or nothing); after it,
     the new complete one (and temp files a killed writer left are removed). On any error
     (``ENOSPC``, a kill signal turned into an exception, ...) the temp file is removed, and an
-    ``OSError`` becomes a one-line :class:`CheckpointWriteError`. The file is sealed with
+    ``OSError`` (also when torch reports it as ``RuntimeError ... unexpected pos``, as on a
+    full disk) becomes a one-line :class:`CheckpointWriteError`. The file is sealed with
     its sha256 (:func:`seal`) before the rename, and checked (:func:`verify_checkpoint`) when
     Lightning loads it back.
     """
@@ -211,7 +212,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w+b") as file:
-                torch.save(checkpoint, file)
+                _save(checkpoint, file)
                 seal(file)
                 os.fsync(file.fileno())
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; other outputs follow umask
@@ -232,6 +233,35 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if os.path.isfile(path):  # a local file (Lightning also reads fsspec URLs)
             verify_checkpoint(path)
         return super().load_checkpoint(path, *args, **kwargs)
+
+
+class _Recorder:
+    """``file``'s ``write`` and ``flush``, keeping the OSError a failed write raised (torch
+    reports it as ``RuntimeError: ... unexpected pos``, without the errno)."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _save(checkpoint: dict[str, Any], file: Any) -> None:
+    """``torch.save(checkpoint, file)``; a write that failed raises its OSError."""
+    recorder = _Recorder(file)
+    try:
+        torch.save(checkpoint, recorder)
+    except RuntimeError as err:
+        if recorder.error is None:
+            raise
+        raise recorder.error from err
 
 
 class DamagedCheckpointError(ValueError):
