@@ -191,8 +191,11 @@ class CPCLightningCLI(LightningCLI):
         set_checkpoint_interval(self.config[str(self.subcommand)])
 
     def fit(self, model: CPCModule, **kwargs: Any) -> None:
-        """``trainer.fit``, leaving no run folder behind when the run fails before it logged
-        or saved anything (:func:`cpc.run_folder.discard_unstarted`)."""
+        """``trainer.fit``, after printing the run folder (``version_N``), leaving none behind
+        when the run fails before it logged or saved anything
+        (:func:`cpc.run_folder.discard_unstarted`)."""
+        if self.trainer.log_dir and self.trainer.loggers:
+            rank_zero_info(f"run folder: {self.trainer.log_dir}")
         with discard_unstarted(self.trainer):
             self.trainer.fit(model, **kwargs)
 
@@ -344,7 +347,12 @@ def eval_parser() -> ArgumentParser:
         "random-init and raw-pixel baselines. Prints a table and writes a JSON report.",
     )
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML of these options")
-    parser.add_argument("--ckpt_path", type=str, required=True, help="checkpoint of `cpc fit`")
+    parser.add_argument(
+        "--ckpt_path",
+        type=str,
+        required=True,
+        help="checkpoint of `cpc fit`, or a run folder: its newest last.ckpt",
+    )
     parser.add_subclass_arguments(
         ImageDataModule,
         "data",
@@ -379,6 +387,10 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
     parser = eval_parser()
     cfg = parser.parse_args(args)
     ckpt = Path(cfg.ckpt_path)
+    if ckpt.is_dir():  # a run folder, as python -m cpc.viz takes: its newest last.ckpt
+        from cpc.viz.sample import resolve_checkpoint
+
+        ckpt = resolve_checkpoint(ckpt)
     check_checkpoint(ckpt)
     run = run_config(ckpt)
     report_defaults = {

@@ -77,8 +77,11 @@ def check_precision(precision: Any, accelerator: Any) -> None:
         )
 
 
-def check_writable(root: str | os.PathLike | None) -> None:
-    """``trainer.default_root_dir`` (default: the current folder) can hold a run folder.
+def check_writable(
+    root: str | os.PathLike | None, option: str = "trainer.default_root_dir"
+) -> None:
+    """``trainer.default_root_dir`` (default: the current folder; or the folder of
+    ``option``) can hold a run folder.
 
     Nothing is created: a temporary file is written and removed in the nearest folder that
     exists, so a read-only or full file system, a missing permission or a file in the way
@@ -88,16 +91,15 @@ def check_writable(root: str | os.PathLike | None) -> None:
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(
-            f"trainer.default_root_dir {root}: {existing} is a file, not a folder: "
-            "choose another trainer.default_root_dir"
+            f"{option} {root}: {existing} is a file, not a folder: choose another {option}"
         )
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
         raise ValueError(
-            f"trainer.default_root_dir {root}: cannot write in {existing} ({err.strerror}): "
-            "choose a writable trainer.default_root_dir"
+            f"{option} {root}: cannot write in {existing} ({err.strerror}): "
+            f"choose a writable {option}"
         ) from err
 
 

@@ -10,8 +10,10 @@ from cpc.cli import cli_main
 from cpc.module import CPCModule
 
 
-def test_fit_writes_checkpoint_and_resumes(tiny_folder, tmp_path):
+def test_fit_writes_checkpoint_and_resumes(tiny_folder, tmp_path, caplog):
     cli = cli_main(fit_args(tiny_folder, tmp_path / "run"))
+    run = tmp_path / "run" / "lightning_logs" / "version_0"
+    assert f"run folder: {run}" in caplog.messages  # said at the start
     assert cli.trainer.global_step == 2  # 18 train images // batch 8
     logged = cli.trainer.callback_metrics
     assert torch.isfinite(logged["train/loss"]) and torch.isfinite(logged["val/loss"])

@@ -125,6 +125,10 @@ def test_cpc_eval_reproduces_the_fit_report(run, folders, tmp_path, capsys):
     assert no_data["encoder"]["knn"] == pytest.approx(fit_report["encoder"]["knn"])
     assert (folder / "checkpoints" / "last.report.json").is_file()
 
+    # a run folder, as python -m cpc.viz takes it: its last.ckpt
+    from_folder = eval_main([f"--ckpt_path={folder}", "--progress=false", "--baselines=false"])
+    assert from_folder["meta"]["checkpoint"] == str(ckpt)
+
 
 def test_resume_from_last_ckpt_keeps_the_online_knn_schedule(run, folders, tmp_path):
     _, folder = run

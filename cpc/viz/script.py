@@ -79,8 +79,10 @@ def run(
         a warning) when the run logged none yet.
     """
     from cpc.checkpoint import load_encoder
+    from cpc.preflight import check_writable
 
     ckpt, out_dir = resolve_checkpoint(ckpt_path), Path(out)
+    check_writable(out_dir, "--out")  # before minutes of feature extraction
     if ckpt != Path(ckpt_path):
         log.info(
             "checkpoint %s (the newest under %s; pass a .ckpt file to choose)", ckpt, ckpt_path
