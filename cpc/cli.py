@@ -260,9 +260,7 @@ def check_resume(config: Any, checkpoint: dict[str, Any], fit: bool) -> None:
     trainer = config.trainer
     why = nothing_left(checkpoint, trainer.max_steps, trainer.max_epochs)
     if why:
-        raise ValueError(
-            f"nothing left to train from --ckpt_path {path}: {why}; raise it to train on"
-        )
+        raise ValueError(f"nothing left to train from --ckpt_path {path}: {why}")
 
 
 def continue_in_run_folder(config: Any, checkpoint: dict[str, Any]) -> None:

@@ -152,6 +152,8 @@ def main(args: list[str] | None = None) -> dict[str, Path]:
     from cpc.data import ImageDataModule
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # faiss tries its AVX512/AVX2 builds in turn and logs each failed try at INFO
+    logging.getLogger("faiss").setLevel(logging.WARNING)
     parser = Parser(prog="python -m cpc.viz", description=(run.__doc__ or "").split("\n")[0])
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML of these options")
     parser.add_subclass_arguments(

@@ -124,7 +124,7 @@ def test_fit_from_a_checkpoint_at_max_steps(monkeypatch, capsys, tiny_folder, tm
     code, line = cpc(monkeypatch, capsys, *args)
     assert code == 1 and line.startswith(
         f"cpc: error: nothing left to train from --ckpt_path {path}: it is at step 5 and "
-        "trainer.max_steps is 5; raise it to train on"
+        "trainer.max_steps is 5: raise trainer.max_steps"
     )
     assert not (tmp_path / "run").exists()
 
