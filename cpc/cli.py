@@ -65,6 +65,7 @@ from cpc.precision import auto_precision
 from cpc.preflight import check_checkpoint, check_fit
 from cpc.resume import architecture_changes, nothing_left, run_version
 from cpc.run_folder import discard_unstarted
+from cpc.step_memory import check_step_memory
 from cpc.throughput import ThroughputMonitor
 
 #: default callbacks, replaceable in a config or on the command line (``trainer.callbacks``).
@@ -191,9 +192,12 @@ class CPCLightningCLI(LightningCLI):
         set_checkpoint_interval(self.config[str(self.subcommand)])
 
     def fit(self, model: CPCModule, **kwargs: Any) -> None:
-        """``trainer.fit``, after printing the run folder (``version_N``), leaving none behind
+        """``trainer.fit``, after checking the step fits in memory
+        (:func:`cpc.step_memory.check_step_memory`) and printing the run folder
+        (``version_N``), leaving none behind
         when the run fails before it logged or saved anything
         (:func:`cpc.run_folder.discard_unstarted`)."""
+        check_step_memory(model, self.datamodule, self.trainer.accelerator)
         if self.trainer.log_dir and self.trainer.loggers:
             rank_zero_info(f"run folder: {self.trainer.log_dir}")
         with discard_unstarted(self.trainer):
