@@ -155,7 +155,8 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
     def _save_last(self, trainer: L.Trainer) -> None:
         self.last_model_path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
-        trainer.save_checkpoint(self.last_model_path)
+        # weights_only given: Lightning logs "`weights_only` was not set" at every save otherwise
+        trainer.save_checkpoint(self.last_model_path, weights_only=False)
 
 
 def _stop_gracefully_on_sigint() -> Any:
