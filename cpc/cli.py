@@ -303,9 +303,17 @@ def cli_main(args: list[str] | None = None) -> LightningCLI:
     )
 
 
+#: options set from another by a link: giving them would be silently overridden
+LINKED = {
+    "trainer.logger.save_dir": "trainer.default_root_dir",
+    "trainer.logger.init_args.save_dir": "trainer.default_root_dir",
+}
+
+
 def reject_renamed(args: list[str]) -> None:
     """Raise a one-line ValueError naming the new key when ``args`` or a ``--config`` file
-    they name sets an option of :data:`RENAMED`."""
+    they name sets an option of :data:`RENAMED`, or one of :data:`LINKED` (the option that
+    sets it instead)."""
     given: set[str] = set()
     for i, arg in enumerate(args):
         key, _, value = arg.removeprefix("--").partition("=")
@@ -318,6 +326,11 @@ def reject_renamed(args: list[str]) -> None:
         old = next((old for old in RENAMED if key == old or key.startswith(old + ".")), None)
         if old is not None:
             raise ValueError(f"{key} was renamed: use {RENAMED[old]}")
+        if key in LINKED:
+            raise ValueError(
+                f"{key} is set from {LINKED[key]} (the run folder is <{LINKED[key]}>/"
+                f"lightning_logs/version_N): use --{LINKED[key]}"
+            )
 
 
 def read_yaml(path: Path) -> Any:
