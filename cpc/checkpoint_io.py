@@ -13,13 +13,24 @@ the run folder: a kill during that copy leaves a truncated ``last.ckpt`` and the
 gone. :class:`AtomicCheckpointIO` (installed by ``cpc fit`` as ``trainer.plugins``) writes to a
 temp file in the checkpoint's own folder, fsyncs it, then renames it over the old file
 (``os.replace``, atomic within one filesystem), and fsyncs the folder.
+
+A checkpoint proves it is whole: :class:`AtomicCheckpointIO` writes the sha256 of the file into
+the zip archive's comment (the last bytes of the file, which torch ignores), and every load
+(:func:`verify_checkpoint`: ``cpc fit --ckpt_path``, ``cpc eval``, :func:`cpc.load_encoder`,
+``python -m cpc.viz``) recomputes it, so bytes damaged on a disk or in a copy are refused in
+one line instead of loading as weights near 1e30. A checkpoint without the comment (written
+before it existed, or by another tool) loads unchecked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import signal
+import struct
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +39,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+#: the zip comment of a sealed checkpoint: this tag, then the sha256 (hex) of every byte of the
+#: file before the comment's 2-byte length field
+CHECKSUM_TAG = b"cpc-sha256:"
+_COMMENT = len(CHECKSUM_TAG) + 64
+_END = b"PK\x05\x06"  # the zip's end-of-central-directory record: 22 bytes, then the comment
 
 
 class PeriodicCheckpoint(ModelCheckpoint):
@@ -37,7 +56,12 @@ class PeriodicCheckpoint(ModelCheckpoint):
     A kill loses at most that much work. With ``enable_version_counter=False`` it shares
     ``last.ckpt`` with a monitored ModelCheckpoint that also saves it (after a validation that
     improved the loss): the file is always the newest state. Under DDP every rank follows
-    rank 0's clock.
+    rank 0's clock, read every :attr:`clock_every_n_steps` steps (one broadcast then, not
+    one a step), so a save by the minutes comes up to that many steps late.
+
+    A fit stopped by SIGTERM (a cluster scheduler) or a first Ctrl-C (SIGINT, handled as
+    Lightning handles SIGTERM: at the end of the running step; a second one stops at once)
+    saves ``last.ckpt`` and says where in one line before the process exits.
 
     Args:
         dirpath: folder of ``last.ckpt``; default: the logger's ``checkpoints/``.
@@ -49,6 +73,8 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
     #: seconds of a monotonic clock (a test replaces it)
     clock = staticmethod(time.monotonic)
+    #: under DDP, rank 0's clock is read (and broadcast) every this many steps only
+    clock_every_n_steps = 10
 
     def __init__(
         self,
@@ -74,6 +100,27 @@ class PeriodicCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._saved_at = self.clock()
+        self._previous_sigint = _stop_gracefully_on_sigint()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
+        if getattr(self, "_previous_sigint", None) is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """A stop by signal (Lightning's SIGTERMException, raised at the end of a step) saves
+        ``last.ckpt`` and prints where."""
+        super().on_exception(trainer, pl_module, exception)
+        stopped = isinstance(exception, SIGTERMException) and trainer.global_step > 0
+        if stopped and not trainer.fast_dev_run:
+            self._save_last(trainer)
+            rank_zero_info(
+                f"stopped by a signal at step {trainer.global_step}: saved "
+                f"{self.last_model_path}; resume with --ckpt_path {self.last_model_path}"
+            )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         """Lightning's save every ``every_n_train_steps``, else one when the minutes are up."""
@@ -82,8 +129,13 @@ class PeriodicCheckpoint(ModelCheckpoint):
         if trainer.global_step % self.every_n_train_steps == 0:  # Lightning saved just now
             self._saved_at = now
         elif self.every_n_minutes is not None and not trainer.fast_dev_run:
+            many = trainer.world_size > 1
+            if many and trainer.global_step % self.clock_every_n_steps:
+                return  # a collective on every step would cost more than the clock is worth
             due = now - self._saved_at >= 60 * self.every_n_minutes
-            if trainer.strategy.broadcast(due):  # every rank as rank 0: saving is collective
+            if many:  # every rank as rank 0: saving is collective
+                due = trainer.strategy.broadcast(due)
+            if due:
                 self._save_last(trainer)
                 self._saved_at = now
 
@@ -103,7 +155,26 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
     def _save_last(self, trainer: L.Trainer) -> None:
         self.last_model_path = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
-        trainer.save_checkpoint(self.last_model_path)
+        # weights_only given: Lightning logs "`weights_only` was not set" at every save otherwise
+        trainer.save_checkpoint(self.last_model_path, weights_only=False)
+
+
+def _stop_gracefully_on_sigint() -> Any:
+    """Make the first SIGINT do what Lightning's SIGTERM handler does (stop at the end of the
+    running step, raising SIGTERMException, every rank told); a second SIGINT gets the
+    previous handler back (KeyboardInterrupt at once). Returns that previous handler, or None
+    when nothing was changed (not the main thread, or no Lightning SIGTERM handler)."""
+    sigterm = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or not callable(sigterm):
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+
+    def first_sigint(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, previous)
+        sigterm(signum, frame)
+
+    signal.signal(signal.SIGINT, first_sigint)
+    return previous
 
 
 class CheckpointWriteError(OSError):
@@ -126,7 +197,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Until the rename, ``path`` holds the previous complete checkpoint (or nothing); after it,
     the new complete one (and temp files a killed writer left are removed). On any error
     (``ENOSPC``, a kill signal turned into an exception, ...) the temp file is removed, and an
-    ``OSError`` becomes a one-line :class:`CheckpointWriteError`.
+    ``OSError`` (also when torch reports it as ``RuntimeError ... unexpected pos``, as on a
+    full disk) becomes a one-line :class:`CheckpointWriteError`. The file is sealed with
+    its sha256 (:func:`seal`) before the rename, and checked (:func:`verify_checkpoint`) when
+    Lightning loads it back.
     """
 
     def save_checkpoint(
@@ -138,9 +212,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
+            with os.fdopen(fd, "w+b") as file:
+                _save(checkpoint, file)
+                seal(file)
                 os.fsync(file.fileno())
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; other outputs follow umask
             os.replace(tmp, path)
@@ -154,6 +228,100 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         _fsync_folder(path.parent)
         for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
             stale.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path: str | os.PathLike, *args: Any, **kwargs: Any) -> dict:
+        """Lightning's load, after :func:`verify_checkpoint` (a damaged file is refused)."""
+        if os.path.isfile(path):  # a local file (Lightning also reads fsspec URLs)
+            verify_checkpoint(path)
+        return super().load_checkpoint(path, *args, **kwargs)
+
+
+class _Recorder:
+    """``file``'s ``write`` and ``flush``, keeping the OSError a failed write raised (torch
+    reports it as ``RuntimeError: ... unexpected pos``, without the errno)."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _save(checkpoint: dict[str, Any], file: Any) -> None:
+    """``torch.save(checkpoint, file)``; a write that failed raises its OSError."""
+    recorder = _Recorder(file)
+    try:
+        torch.save(checkpoint, recorder)
+    except RuntimeError as err:
+        if recorder.error is None:
+            raise
+        raise recorder.error from err
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint whose bytes differ from those written (its sha256 does not match)."""
+
+
+def seal(file: Any) -> None:
+    """Write the sha256 of the zip archive that ``file`` (open ``w+b``, just written by
+    ``torch.save``) holds into its comment; an archive that already has a comment is left."""
+    file.flush()
+    size = file.seek(0, os.SEEK_END)
+    file.seek(size - 22)
+    if size < 22 or file.read(22)[:4] != _END:  # not torch's archive layout: nothing to seal
+        return
+    digest = _sha256(file, size - 2)
+    file.seek(size - 2)
+    file.write(struct.pack("<H", _COMMENT) + CHECKSUM_TAG + digest.encode())
+    file.flush()
+
+
+def verify_checkpoint(path: str | os.PathLike) -> bool:
+    """Recompute the sha256 :func:`seal` wrote into the checkpoint at ``path``.
+
+    Returns:
+        True when it matches, False when the file carries none (an older checkpoint).
+
+    Raises:
+        DamagedCheckpointError: in one line naming the file and what to do, when it differs.
+    """
+    with open(path, "rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        if size < 22 + _COMMENT:
+            return False
+        file.seek(size - 22 - _COMMENT)
+        tail = file.read()
+        sealed = tail[:4] == _END and tail[20:22] == struct.pack("<H", _COMMENT)
+        if not (sealed and tail[22:].startswith(CHECKSUM_TAG)):
+            return False
+        written = tail[22 + len(CHECKSUM_TAG) :].decode("ascii", "replace")
+        if _sha256(file, size - 2 - _COMMENT) == written:
+            return True
+    raise DamagedCheckpointError(
+        f"{path} is damaged: its bytes do not match the sha256 written with it (a disk or copy "
+        "error): use an intact copy, or an earlier checkpoint (e.g. the best by val/loss in "
+        "the same folder)"
+    )
+
+
+def _sha256(file: Any, size: int) -> str:
+    """The sha256 (hex) of the first ``size`` bytes of ``file``."""
+    digest, left = hashlib.sha256(), size
+    file.seek(0)
+    while left > 0:
+        chunk = file.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        digest.update(chunk)
+        left -= len(chunk)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

@@ -14,7 +14,8 @@
   (:mod:`cpc.precision`), resolved at start and printed in one line;
 - ``trainer.callbacks``: ``ModelCheckpoint`` keeping the best by ``val/loss``,
   :class:`cpc.checkpoint_io.PeriodicCheckpoint` writing ``last.ckpt`` every 100 steps or 10
-  minutes, after each validation and at the end of fit, and
+  minutes (``--checkpoint.every_n_train_steps``, ``--checkpoint.every_n_minutes``), after each
+  validation, at the end of fit and when SIGTERM or Ctrl-C stops it, and
   ``LearningRateMonitor`` logging the learning rate every step (a default list: a config's
   ``trainer.callbacks`` replaces it; ``--trainer.enable_checkpointing false`` and
   ``--trainer.logger false`` drop the ones they rule out);
@@ -55,6 +56,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from cpc.checkpoint import load_encoder, run_config
+from cpc.checkpoint_io import PeriodicCheckpoint
 from cpc.console import CLIParser, Parser, QuietStart, quiet_lightning, run_with_one_line_errors
 from cpc.data.datamodule import ImageDataModule
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
@@ -66,6 +68,7 @@ from cpc.precision import auto_precision
 from cpc.preflight import check_checkpoint, check_fit
 from cpc.resume import architecture_changes, nothing_left, run_version
 from cpc.run_folder import discard_unstarted
+from cpc.step_memory import check_step_memory
 from cpc.throughput import ThroughputMonitor
 
 #: default callbacks, replaceable in a config or on the command line (``trainer.callbacks``).
@@ -98,7 +101,11 @@ RENAMED = {
     "online_knn.temperature": "report.temperature",
     "online_knn.pooling": "report.pooling",
     "online_knn.standardize": "report.knn_standardize",
-    "checkpoint": "trainer.callbacks (ModelCheckpoint; --print_config shows it)",
+    # the old ModelCheckpoint section (checkpoint.every_n_* now set PeriodicCheckpoint's interval)
+    **{
+        f"checkpoint.{key}": "trainer.callbacks (ModelCheckpoint; --print_config shows it)"
+        for key in ("monitor", "mode", "save_top_k", "save_last", "dirpath", "filename")
+    },
     "lr_monitor": "trainer.callbacks (LearningRateMonitor; --print_config shows it)",
 }
 
@@ -126,6 +133,20 @@ class CPCLightningCLI(LightningCLI):
         parser.add_lightning_class_args(OnlineKNN, "online_knn")
         parser.add_lightning_class_args(EvaluationReport, "report")
         parser.add_lightning_class_args(ThroughputMonitor, "throughput")
+        parser.add_argument(
+            "--checkpoint.every_n_train_steps",
+            type=int | None,
+            default=None,
+            help="steps between two saves of last.ckpt (PeriodicCheckpoint in "
+            "trainer.callbacks); default: its own (100)",
+        )
+        parser.add_argument(
+            "--checkpoint.every_n_minutes",
+            type=float | None,
+            default=None,
+            help="most minutes of training between two saves of last.ckpt (0: steps only); "
+            "default: PeriodicCheckpoint's own (10)",
+        )
         parser.link_arguments("report.protocol", "online_knn.protocol", apply_on="instantiate")
         parser.set_defaults(
             {
@@ -171,12 +192,46 @@ class CPCLightningCLI(LightningCLI):
         trainer.callbacks = [
             c for c in trainer.callbacks or [] if not issubclass(_class(c.class_path), unwanted)
         ]
+        set_checkpoint_interval(self.config[str(self.subcommand)])
 
     def fit(self, model: CPCModule, **kwargs: Any) -> None:
-        """``trainer.fit``, leaving no run folder behind when the run fails before it logged
-        or saved anything (:func:`cpc.run_folder.discard_unstarted`)."""
+        """``trainer.fit``, after checking the step fits in memory
+        (:func:`cpc.step_memory.check_step_memory`) and printing the run folder
+        (``version_N``), leaving none behind
+        when the run fails before it logged or saved anything
+        (:func:`cpc.run_folder.discard_unstarted`)."""
+        check_step_memory(model, self.datamodule, self.trainer.accelerator)
+        if self.trainer.log_dir and self.trainer.loggers:
+            rank_zero_info(f"run folder: {self.trainer.log_dir}")
         with discard_unstarted(self.trainer):
             self.trainer.fit(model, **kwargs)
+
+
+def set_checkpoint_interval(config: Any) -> None:
+    """``--checkpoint.every_n_train_steps`` / ``--checkpoint.every_n_minutes`` into the
+    PeriodicCheckpoint of ``trainer.callbacks`` (a one-line error when there is none)."""
+    given = {
+        key: value
+        for key, value in (config.get("checkpoint") or {}).items()
+        if key in ("every_n_train_steps", "every_n_minutes") and value is not None
+    }
+    if not given:
+        return
+    periodic = [
+        c
+        for c in config.trainer.callbacks or []
+        if issubclass(_class(c.class_path), PeriodicCheckpoint)
+    ]
+    if not periodic:
+        raise ValueError(
+            f"--checkpoint.{next(iter(given))} sets PeriodicCheckpoint's interval, but "
+            "trainer.callbacks has none: add cpc.checkpoint_io.PeriodicCheckpoint there"
+        )
+    if given.get("every_n_minutes") == 0:
+        given["every_n_minutes"] = None  # steps only
+    for callback in periodic:
+        for key, value in given.items():
+            callback.init_args[key] = value
 
 
 def _root_or_cwd(root: str | None) -> str:
@@ -212,9 +267,7 @@ def check_resume(config: Any, checkpoint: dict[str, Any], fit: bool) -> None:
     trainer = config.trainer
     why = nothing_left(checkpoint, trainer.max_steps, trainer.max_epochs)
     if why:
-        raise ValueError(
-            f"nothing left to train from --ckpt_path {path}: {why}; raise it to train on"
-        )
+        raise ValueError(f"nothing left to train from --ckpt_path {path}: {why}")
 
 
 def continue_in_run_folder(config: Any, checkpoint: dict[str, Any]) -> None:
@@ -256,9 +309,17 @@ def cli_main(args: list[str] | None = None) -> LightningCLI:
     )
 
 
+#: options set from another by a link: giving them would be silently overridden
+LINKED = {
+    "trainer.logger.save_dir": "trainer.default_root_dir",
+    "trainer.logger.init_args.save_dir": "trainer.default_root_dir",
+}
+
+
 def reject_renamed(args: list[str]) -> None:
     """Raise a one-line ValueError naming the new key when ``args`` or a ``--config`` file
-    they name sets an option of :data:`RENAMED`."""
+    they name sets an option of :data:`RENAMED`, or one of :data:`LINKED` (the option that
+    sets it instead)."""
     given: set[str] = set()
     for i, arg in enumerate(args):
         key, _, value = arg.removeprefix("--").partition("=")
@@ -271,6 +332,11 @@ def reject_renamed(args: list[str]) -> None:
         old = next((old for old in RENAMED if key == old or key.startswith(old + ".")), None)
         if old is not None:
             raise ValueError(f"{key} was renamed: use {RENAMED[old]}")
+        if key in LINKED:
+            raise ValueError(
+                f"{key} is set from {LINKED[key]} (the run folder is <{LINKED[key]}>/"
+                f"lightning_logs/version_N): use --{LINKED[key]}"
+            )
 
 
 def read_yaml(path: Path) -> Any:
@@ -302,7 +368,12 @@ def eval_parser() -> ArgumentParser:
         "random-init and raw-pixel baselines. Prints a table and writes a JSON report.",
     )
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML of these options")
-    parser.add_argument("--ckpt_path", type=str, required=True, help="checkpoint of `cpc fit`")
+    parser.add_argument(
+        "--ckpt_path",
+        type=str,
+        required=True,
+        help="checkpoint of `cpc fit`, or a run folder: its newest last.ckpt",
+    )
     parser.add_subclass_arguments(
         ImageDataModule,
         "data",
@@ -337,6 +408,10 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
     parser = eval_parser()
     cfg = parser.parse_args(args)
     ckpt = Path(cfg.ckpt_path)
+    if ckpt.is_dir():  # a run folder, as python -m cpc.viz takes: its newest last.ckpt
+        from cpc.viz.sample import resolve_checkpoint
+
+        ckpt = resolve_checkpoint(ckpt)
     check_checkpoint(ckpt)
     run = run_config(ckpt)
     report_defaults = {

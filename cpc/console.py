@@ -29,6 +29,7 @@ from jsonargparse import ArgumentParser
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cpc.data.datasets import DatasetNotFoundError
 
@@ -95,6 +96,8 @@ def parse_error_line(message: str, options: list[str] = ()) -> str:
         return f"config file not found: {match.group(1).strip()}"
     keys = re.findall(r'Parser key "([^"]+)"', message)
     key = "--" + ".".join(dict.fromkeys(keys)) if keys else ""
+    if line := nested_error_line(message, key):
+        return line
     if match := re.search(r"Expected a <class '(\w+)'>\. Got value: (.*)", message):
         kind, value = match.group(1), match.group(2).strip()
         if kind == "float" and value.lower().lstrip("+-.") in ("nan", "inf", "infinity"):
@@ -106,6 +109,60 @@ def parse_error_line(message: str, options: list[str] = ()) -> str:
         allowed = ", ".join(dict.fromkeys(c.strip() for cs in choices for c in cs.split(",")))
         return f"{key}: got {value!r}, choose one of {allowed}"
     return one_line(message)
+
+
+def nested_error_line(message: str, key: str) -> str | None:
+    """The line for an error inside a class's options (a data module's, a task's), which
+    jsonargparse nests in a dump of every type the value could have had; None if none is."""
+    pattern = r"Problem with given class_path '([\w.]+)':\s*Option '(\w+)' is not accepted"
+    if match := re.search(pattern, message):
+        class_path, option = match.groups()
+        close = difflib.get_close_matches(option, init_parameters(class_path), n=1)
+        hint = f": did you mean {key}.{close[0]}?" if close else ""
+        return f"unknown option {key}.{option}{hint}"
+    if match := re.search(r"module '([\w.]+)' has no attribute '(\w+)'", message):
+        module, name = match.groups()
+        names = [n for n in dir(sys.modules.get(module)) if not n.startswith("_")]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f": did you mean {module}.{close[0]}?" if close else ""
+        return f"{key}: there is no class {module}.{name}{hint}"
+    if match := re.search(r"Expected a typing\.Literal\[(.*?)\]\. Got value: ([^\s.]+)", message):
+        return f"{key}: got {match.group(2)!r}, choose one of {match.group(1)}"
+    return None
+
+
+def union_error(message: str) -> str | None:
+    """``Does not validate against any of the Union subtypes ... Errors: - <why> - Expected a
+    <class 'NoneType'> ...`` (a class's own ValueError, wrapped by jsonargparse) -> ``<why>``."""
+    pattern = r"Errors:\s*- (.*?)\s*- Expected a <class 'NoneType'>"
+    if "Union subtypes" in message and (match := re.search(pattern, message, re.DOTALL)):
+        return one_line(match.group(1))
+    return None
+
+
+def init_parameters(class_path: str) -> list[str]:
+    """The ``__init__`` parameter names of ``class_path`` and its bases (none if unknown)."""
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return []
+    names: list[str] = []
+    for base in cls.__mro__:
+        if "__init__" in vars(base):
+            with_self = inspect.signature(vars(base)["__init__"]).parameters
+            names += [n for n, p in with_self.items() if n != "self" and p.kind <= p.KEYWORD_ONLY]
+    return list(dict.fromkeys(names))
+
+
+#: torch's optimizer errors -> the option that sets the value
+OPTIMIZER_ERRORS = {
+    "Invalid learning rate": "--model.lr",
+    "Invalid weight_decay value": "--model.weight_decay",
+}
 
 
 def one_line(message: str, limit: int = 400) -> str:
@@ -128,7 +185,12 @@ def error_line(err: BaseException) -> str | None:
             f"cannot write {err.filename}: {err.strerror}: set a writable trainer.default_root_dir"
         )
     if isinstance(err, USER_ERRORS):
-        return one_line(err)
+        text = str(err)
+        for start, option in OPTIMIZER_ERRORS.items():
+            if text.startswith(start + ": "):
+                value = text.removeprefix(start + ": ")
+                return f"{option} {value}: give a value >= 0 (e.g. {option} 0.001)"
+        return union_error(text) or one_line(err)
     child = type(err).__name__ == "ProcessRaisedException"  # a ddp_spawn worker's error
     if child and (last := str(err).strip().splitlines()[-1:]):
         name, _, text = last[0].partition(": ")
@@ -151,9 +213,12 @@ class _DropNoise(logging.Filter):
 
 def run_with_one_line_errors(main: Callable[[], object], prog: str) -> None:
     """Run ``main``; an error about the user's input or machine (:func:`error_line`) ends the
-    process with ``<prog>: error: <line>`` and status 1, a bug (or ``CPC_DEBUG=1``) raises."""
+    process with ``<prog>: error: <line>`` and status 1, a bug (or ``CPC_DEBUG=1``) raises; a
+    fit stopped by a signal exits with status 1 too (Lightning's exception would give 0)."""
     try:
         main()
+    except SIGTERMException:  # a fit stopped by SIGTERM or Ctrl-C (it said where it saved)
+        sys.exit(1)
     except Exception as err:
         line = error_line(err)
         if line is None or debug():

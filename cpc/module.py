@@ -151,7 +151,7 @@ class CPCModule(L.LightningModule):
         projection.load_state_dict(self.trainer.strategy.broadcast(projection.state_dict()))
         for path in dict.fromkeys(c.last_model_path for c in self.trainer.checkpoint_callbacks):
             if path:
-                self.trainer.save_checkpoint(path)
+                self.trainer.save_checkpoint(path, weights_only=False)
 
     def _kept_checkpoint(self) -> str:
         """Which checkpoint a stopped run leaves (the newest ``last.ckpt`` written)."""

@@ -77,8 +77,11 @@ def check_precision(precision: Any, accelerator: Any) -> None:
         )
 
 
-def check_writable(root: str | os.PathLike | None) -> None:
-    """``trainer.default_root_dir`` (default: the current folder) can hold a run folder.
+def check_writable(
+    root: str | os.PathLike | None, option: str = "trainer.default_root_dir"
+) -> None:
+    """``trainer.default_root_dir`` (default: the current folder; or the folder of
+    ``option``) can hold a run folder.
 
     Nothing is created: a temporary file is written and removed in the nearest folder that
     exists, so a read-only or full file system, a missing permission or a file in the way
@@ -88,16 +91,15 @@ def check_writable(root: str | os.PathLike | None) -> None:
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(
-            f"trainer.default_root_dir {root}: {existing} is a file, not a folder: "
-            "choose another trainer.default_root_dir"
+            f"{option} {root}: {existing} is a file, not a folder: choose another {option}"
         )
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
         raise ValueError(
-            f"trainer.default_root_dir {root}: cannot write in {existing} ({err.strerror}): "
-            "choose a writable trainer.default_root_dir"
+            f"{option} {root}: cannot write in {existing} ({err.strerror}): "
+            f"choose a writable {option}"
         ) from err
 
 
@@ -106,7 +108,8 @@ def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ``state_dict`` and ``pytorch-lightning_version``, of tensors and plain values only.
 
     Read as Lightning and ``cpc fit --ckpt_path`` read it, ``weights_only`` (unpickling runs no
-    code a file could carry) and memory-mapped (tensors are read when used). torch's own errors
+    code a file could carry) and memory-mapped (tensors are read when used), after its sha256
+    (:func:`cpc.checkpoint_io.verify_checkpoint`) is checked. torch's own errors
     on a truncated or foreign file are tracebacks ending in a hint to pass
     ``weights_only=False``, which would not help.
 
@@ -115,14 +118,17 @@ def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a checkpoint, or a corrupt one.
+        ValueError: not a checkpoint, or a corrupt or damaged one.
     """
+    from cpc.checkpoint_io import verify_checkpoint  # imports Lightning
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(not_found(path))
     hint = "pass a .ckpt written by cpc fit (e.g. <run folder>/checkpoints/last.ckpt)"
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a checkpoint (truncated, or another format): {hint}")
+    verify_checkpoint(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
@@ -138,6 +144,22 @@ def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ):
         raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict): {hint}")
     return checkpoint
+
+
+def not_found(path: Path) -> str:
+    """Why there is no checkpoint at ``path``: the file looked for, and when its run folder
+    (``<run>/checkpoints/<name>.ckpt``) exists without any checkpoint, that the run stopped
+    before its first save."""
+    line = f"checkpoint not found: {path}"
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    a_run = (run / "config.yaml").is_file() or (run / "hparams.yaml").is_file()
+    if a_run and not any(run.rglob("*.ckpt")):
+        return (
+            f"{line}: the run in {run} stopped before its first save (last.ckpt is "
+            "written every --checkpoint.every_n_train_steps steps, on SIGTERM and Ctrl-C): "
+            "train it again, with a shorter interval if it is stopped early"
+        )
+    return f"{line}: pass a .ckpt written by cpc fit (e.g. <run folder>/checkpoints/last.ckpt)"
 
 
 def one_word(err: BaseException) -> str:

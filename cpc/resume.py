@@ -53,11 +53,15 @@ def nothing_left(checkpoint: dict[str, Any], max_steps: int | None, max_epochs: 
     step = checkpoint["global_step"]
     epochs = finished_epochs(checkpoint)
     if max_steps is not None and max_steps >= 0 and step >= max_steps:
-        return f"it is at step {step} and trainer.max_steps is {max_steps}"
+        return f"it is at step {step} and trainer.max_steps is {max_steps}: raise trainer.max_steps"
     if max_epochs is None and (max_steps is None or max_steps < 0):
         max_epochs = 1000
     if max_epochs is not None and max_epochs >= 0 and epochs >= max_epochs:
-        return f"it finished {epochs} epoch(s) (step {step}) and trainer.max_epochs is {max_epochs}"
+        return (
+            f"it finished {epochs} epoch(s) (step {step}) and trainer.max_epochs is "
+            f"{max_epochs}: raise trainer.max_epochs (or set it to -1 to stop at "
+            "trainer.max_steps only)"
+        )
     return ""
 
 

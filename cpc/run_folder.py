@@ -4,12 +4,13 @@ Lightning creates ``lightning_logs/version_N`` (with ``config.yaml`` and ``hpara
 the fit starts, before the data and model are set up; a run that fails there (bad data, a
 channel mismatch, an out-of-memory first step) would leave an empty-looking folder, and the next
 run would be ``version_N+1``. :func:`discard_unstarted` removes it again, with the parent
-folders the run created, unless it holds a checkpoint or a ``metrics.csv`` (the run did
-start) or existed before (a resumed run logging into its old folder).
+folders the run created, unless it holds a checkpoint or a ``metrics.csv`` with a metric
+(the run did start) or existed before (a resumed run logging into its old folder).
 """
 
 from __future__ import annotations
 
+import csv
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,5 +43,17 @@ def discard_unstarted(trainer: L.Trainer) -> Iterator[None]:
 
 
 def started(folder: Path) -> bool:
-    """``folder`` holds what a run writes once it trains: a checkpoint or ``metrics.csv``."""
-    return any(folder.rglob("*.ckpt")) or any(folder.rglob("metrics.csv"))
+    """``folder`` holds what a run writes once it trains: a checkpoint or a ``metrics.csv``
+    with a metric (TensorBoard's placeholder ``hp_metric`` is logged before any step)."""
+    return any(folder.rglob("*.ckpt")) or any(_metrics(path) for path in folder.rglob("*.csv"))
+
+
+def _metrics(path: Path) -> bool:
+    """The CSV at ``path`` has a value in a column other than ``hp_metric``/``step``/``epoch``."""
+    with path.open(newline="") as file:
+        return any(
+            value
+            for row in csv.DictReader(file)
+            for key, value in row.items()
+            if key not in ("hp_metric", "step", "epoch")
+        )

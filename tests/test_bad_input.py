@@ -34,7 +34,19 @@ def test_image_smaller_than_one_patch(tmp_path):
 def test_grid_with_too_few_rows_for_the_steps(tiny_folder, tmp_path):
     task = '[{"class_path": "cpc.tasks.CPCTask", "init_args": {"steps": [5, 6]}}]'
     with pytest.raises(ValueError, match="need at least 7"):
-        cli_main(fit_args(tiny_folder, tmp_path, f"--model.tasks={task}"))
+        cli_main(fit_args(tiny_folder, tmp_path / "run", f"--model.tasks={task}"))
+    assert not (tmp_path / "run").exists()  # it failed in its first step: no run folder
+
+
+def test_a_data_root_that_does_not_exist_is_refused_not_filled(tmp_path):
+    from cpc.data import DatasetNotFoundError, FashionMNISTDataModule
+
+    typo = tmp_path / "typo" / "fm"
+    with pytest.raises(
+        DatasetNotFoundError, match=f"data.root {typo} does not exist, nor its parent"
+    ):
+        FashionMNISTDataModule(root=str(typo)).prepare_data()
+    assert not (tmp_path / "typo").exists()
 
 
 @pytest.mark.slow

@@ -11,8 +11,10 @@ from cpc.module import CPCModule
 
 
 @pytest.mark.slow
-def test_fit_writes_checkpoint_and_resumes(tiny_folder, tmp_path):
+def test_fit_writes_checkpoint_and_resumes(tiny_folder, tmp_path, caplog):
     cli = cli_main(fit_args(tiny_folder, tmp_path / "run"))
+    run = tmp_path / "run" / "lightning_logs" / "version_0"
+    assert f"run folder: {run}" in caplog.messages  # said at the start
     assert cli.trainer.global_step == 2  # 18 train images // batch 8
     logged = cli.trainer.callback_metrics
     assert torch.isfinite(logged["train/loss"]) and torch.isfinite(logged["val/loss"])
@@ -92,3 +94,10 @@ def test_fit_ends_by_fitting_the_compact_projection_into_last_ckpt(tiny_folder, 
     torch.testing.assert_close(torch.cov(out.T), torch.eye(5), atol=1e-3, rtol=0)
     best = [p for p in last.parent.glob("*.ckpt") if p.name != "last.ckpt"]
     assert best and not cpc.load_encoder(best[0]).compact_projection.fitted
+
+
+@pytest.mark.parametrize("key", ["trainer.logger.save_dir", "trainer.logger.init_args.save_dir"])
+def test_the_loggers_save_dir_is_refused_naming_default_root_dir(key, tiny_folder, tmp_path):
+    """It follows trainer.default_root_dir (a link): given, it was silently replaced."""
+    with pytest.raises(ValueError, match=f"^{key} is set from trainer.default_root_dir .*: use"):
+        cli_main(fit_args(tiny_folder, tmp_path / "run", f"--{key}={tmp_path / 'elsewhere'}"))

@@ -128,6 +128,10 @@ def test_cpc_eval_reproduces_the_fit_report(run, folders, tmp_path, capsys):
     assert no_data["encoder"]["knn"] == pytest.approx(fit_report["encoder"]["knn"])
     assert (folder / "checkpoints" / "last.report.json").is_file()
 
+    # a run folder, as python -m cpc.viz takes it: its last.ckpt
+    from_folder = eval_main([f"--ckpt_path={folder}", "--progress=false", "--baselines=false"])
+    assert from_folder["meta"]["checkpoint"] == str(ckpt)
+
 
 @pytest.mark.slow
 def test_resume_from_last_ckpt_keeps_the_online_knn_schedule(run, folders, tmp_path):
@@ -174,5 +178,5 @@ def test_cpc_eval_help_and_missing_checkpoint(monkeypatch, capsys, tmp_path):
     assert exit_info.value.code == 0 and "--ckpt_path" in capsys.readouterr().out
 
     missing = tmp_path / "nope.ckpt"
-    with pytest.raises(FileNotFoundError, match=f"checkpoint not found: {missing}$"):
+    with pytest.raises(FileNotFoundError, match=f"checkpoint not found: {missing}: pass a .ckpt"):
         eval_main([f"--ckpt_path={missing}"])  # cpc's main prints it as one line

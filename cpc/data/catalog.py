@@ -17,6 +17,7 @@ import torch
 from torchvision import datasets as tvd
 
 from cpc.data.datamodule import ImageDataModule, Source
+from cpc.data.datasets import DatasetNotFoundError
 
 
 class TorchvisionDataModule(ImageDataModule):
@@ -41,9 +42,19 @@ class TorchvisionDataModule(ImageDataModule):
         raise NotImplementedError
 
     def prepare_data(self) -> None:
+        """Fetch the files into ``root``, whose parent folder must exist: a mistyped
+        ``--data.root /typo/fm`` is refused, not created and filled with a copy of the
+        dataset (a new ``data`` folder in an existing one is made)."""
         # imported here so that `python -m cpc.data.prepare` does not import itself twice
         from cpc.data.prepare import prepare
 
+        if not Path(self.root).absolute().parent.is_dir():
+            raise DatasetNotFoundError(
+                f"data.root {self.root} does not exist, nor its parent folder: fix --data.root, "
+                "or create the folder "
+                f"(or run `python -m cpc.data.prepare {self.name} --root {self.root}`) to have "
+                f"{self.title} prepared there"
+            )
         prepare(type(self), self.root, allow_apt=False, allow_download=True)
 
     def load_source(self, source: Source) -> tuple[torch.Tensor, torch.Tensor]:

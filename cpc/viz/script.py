@@ -80,8 +80,10 @@ def run(
         a warning) when the run logged none yet.
     """
     from cpc.checkpoint import load_encoder
+    from cpc.preflight import check_writable
 
     ckpt, out_dir = resolve_checkpoint(ckpt_path), Path(out)
+    check_writable(out_dir, "--out")  # before minutes of feature extraction
     if ckpt != Path(ckpt_path):
         log.info(
             "checkpoint %s (the newest under %s; pass a .ckpt file to choose)", ckpt, ckpt_path
@@ -152,6 +154,8 @@ def main(args: list[str] | None = None) -> dict[str, Path]:
     from cpc.data import ImageDataModule
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # faiss tries its AVX512/AVX2 builds in turn and logs each failed try at INFO
+    logging.getLogger("faiss").setLevel(logging.WARNING)
     parser = Parser(prog="python -m cpc.viz", description=(run.__doc__ or "").split("\n")[0])
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML of these options")
     parser.add_subclass_arguments(

@@ -1,15 +1,20 @@
 """Atomic checkpoint writes: an interrupted or failing write leaves the previous checkpoint."""
 
 import errno
+import io
+import json
 import os
+import subprocess
 import sys
 
 import pytest
 import torch
-from helpers import quick_fit_args
+from faults import fill_disk
+from helpers import fit_args, quick_fit_args
 
-from cpc.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
+from cpc.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError, verify_checkpoint
 from cpc.cli import cli_main, main
+from cpc.models import ResNetEncoder
 
 
 def partial_save(error: BaseException):
@@ -78,3 +83,70 @@ def test_fit_writes_atomically_and_a_full_disk_is_one_line(tiny_folder, tmp_path
     after = torch.load(before, weights_only=True)  # the previous checkpoint, intact
     assert after["global_step"] == good["global_step"] == 2
     assert not [p for p in (tmp_path / "run").rglob("*") if p.name.endswith(".tmp")]
+
+
+class FullDisk(io.FileIO):
+    """A file on a disk that is full after ``room`` bytes (a real write's ENOSPC)."""
+
+    room = 1000
+
+    def write(self, data):
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+def test_a_disk_filling_inside_torch_save_is_a_write_error_not_unexpected_pos(
+    tmp_path, monkeypatch
+):
+    """torch turns the OSError of its writes into ``RuntimeError: ... unexpected pos``."""
+    io_, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io_.save_checkpoint({"step": 1, "w": torch.arange(4.0)}, path)
+    monkeypatch.setattr("cpc.checkpoint_io.os.fdopen", lambda fd, mode: FullDisk(fd, "r+"))
+    with pytest.raises(CheckpointWriteError, match="No space left on device"):
+        io_.save_checkpoint({"step": 2, "w": torch.zeros(10_000)}, path)
+    monkeypatch.undo()
+    assert io_.load_checkpoint(path)["step"] == 1 and os.listdir(tmp_path) == ["last.ckpt"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 3 MB tmpfs (needs root; skipped where it cannot be mounted)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.parametrize("where", ["periodic", "end of fit"])
+def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(
+    where, tiny_folder, tiny_disk, monkeypatch, capsys
+):
+    """A real full disk (3 MB tmpfs): filled before step 3 (the periodic save after it fails)
+    or by the compact fit at the end (its save into last.ckpt fails)."""
+    fills = [{"class_path": "faults.FillDiskAt", "init_args": {"step": 2}}]
+    periodic = {"class_path": "cpc.checkpoint_io.PeriodicCheckpoint", "init_args": {}}
+    callbacks = json.dumps([periodic, *fills] if where == "periodic" else [periodic])
+    if where == "end of fit":
+        fit_compact = ResNetEncoder.fit_compact
+
+        def fill_then_fit(self, pooled):
+            fill_disk(tiny_disk)
+            fit_compact(self, pooled)
+
+        monkeypatch.setattr(ResNetEncoder, "fit_compact", fill_then_fit)
+    args = fit_args(tiny_folder, tiny_disk, f"--trainer.callbacks={callbacks}")
+    args += ["--checkpoint.every_n_train_steps=1", "--trainer.max_epochs=2"]
+    args += ["--model.encoder.compact_dim=4", "--model.encoder.pool_size=2"]
+    monkeypatch.setattr(sys, "argv", ["cpc", *args])
+    monkeypatch.delenv("CPC_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        main()
+    message = str(info.value.code)
+    (last,) = tiny_disk.rglob("last.ckpt")
+    assert message.startswith(f"cpc: error: no space left on the device writing {last}")
+    assert "\n" not in message and "Traceback" not in capsys.readouterr().err
+    assert verify_checkpoint(last)  # whole, with its sha256
+    assert torch.load(last, weights_only=True)["global_step"] == (2 if where == "periodic" else 4)

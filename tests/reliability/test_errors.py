@@ -124,7 +124,7 @@ def test_fit_from_a_checkpoint_at_max_steps(monkeypatch, capsys, tiny_folder, tm
     code, line = cpc(monkeypatch, capsys, *args)
     assert code == 1 and line.startswith(
         f"cpc: error: nothing left to train from --ckpt_path {path}: it is at step 5 and "
-        "trainer.max_steps is 5; raise it to train on"
+        "trainer.max_steps is 5: raise trainer.max_steps"
     )
     assert not (tmp_path / "run").exists()
 
@@ -324,3 +324,82 @@ def test_viz_errors_are_one_line(monkeypatch, tmp_path):
         console_main()
     assert str(exit_info.value.code).startswith("python -m cpc.viz: error: no checkpoint at")
     assert "\n" not in str(exit_info.value.code)
+
+
+# --- options whose error jsonargparse or torch would bury (issue 22) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "code", "expected"),
+    [
+        (
+            '--model.tasks=[{"class_path": "cpc.tasks.CPCTask", '
+            '"init_args": {"directions": ["diagonal"]}}]',
+            2,
+            "cpc fit: error: --model.tasks.directions: got 'diagonal', choose one of 'down', "
+            "'up', 'right', 'left' (cpc fit --help lists every option)",
+        ),
+        (
+            "--data.batchsize=64",
+            2,
+            "cpc fit: error: unknown option --data.batchsize: did you mean --data.batch_size? "
+            "(cpc fit --help lists every option)",
+        ),
+        (
+            '--model.tasks=[{"class_path": "cpc.tasks.CPCTsk"}]',
+            2,
+            "cpc fit: error: --model.tasks: there is no class cpc.tasks.CPCTsk: did you mean "
+            "cpc.tasks.CPCTask? (cpc fit --help lists every option)",
+        ),
+        (
+            "--data.batch_size=0",
+            1,
+            "cpc: error: need batch_size >= 1 and val_size >= 0, got 0, 0.25 (CPC_DEBUG=1 "
+            "shows the traceback)",
+        ),
+        (
+            "--model.lr=-0.1",
+            1,
+            "cpc: error: --model.lr -0.1: give a value >= 0 (e.g. --model.lr 0.001) (CPC_DEBUG=1 "
+            "shows the traceback)",
+        ),
+    ],
+)
+def test_an_option_error_is_one_line_naming_it(
+    option, code, expected, monkeypatch, capsys, tiny_folder, tmp_path
+):
+    args = fit_args(tiny_folder, tmp_path / "run", option, "--trainer.max_steps=1")
+    assert cpc(monkeypatch, capsys, *args) == (code, expected)
+    assert no_run_folder(tmp_path / "run")
+
+
+def viz(monkeypatch, *args) -> str:
+    from cpc.viz.script import console_main
+
+    monkeypatch.setattr("sys.argv", ["python -m cpc.viz", *map(str, args)])
+    monkeypatch.delenv("CPC_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        console_main()
+    assert "\n" not in str(exit_info.value.code)
+    return str(exit_info.value.code)
+
+
+def test_viz_of_a_truncated_checkpoint_is_one_line(monkeypatch, tmp_path):
+    path = write_bad_checkpoint("truncated", tmp_path)
+    line = viz(monkeypatch, f"--ckpt_path={path}", f"--out={tmp_path / 'figures'}")
+    assert line.startswith(f"python -m cpc.viz: error: {path} {BAD_CHECKPOINTS['truncated']}")
+
+
+def test_viz_checks_out_before_loading_anything(monkeypatch, tmp_path):
+    def denied(*args, **kwargs):  # a read-only folder (tests run as root)
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("loaded the checkpoint before checking --out")
+
+    path = lightning_checkpoint(tmp_path / "a.ckpt", global_step=2)
+    monkeypatch.setattr("cpc.preflight.tempfile.TemporaryFile", denied)
+    monkeypatch.setattr("cpc.checkpoint.load_encoder", no_load)
+    line = viz(monkeypatch, f"--ckpt_path={path}", f"--out={tmp_path / 'figures'}")
+    assert line.startswith(f"python -m cpc.viz: error: --out {tmp_path / 'figures'}: cannot write")
+    assert "choose a writable --out" in line

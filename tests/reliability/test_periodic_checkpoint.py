@@ -22,15 +22,21 @@ def callbacks(*extra: dict, every: int = 1) -> str:
 
 
 @pytest.mark.parametrize(
-    ("seconds_per_step", "by_minutes"),
-    [(1.0, []), (7.0, [86, 186])],  # 7 s: 10 minutes pass at step 86 (602 s), and 86 after 100
+    ("seconds_per_step", "world_size", "by_minutes", "broadcasts"),
+    [
+        (1.0, 1, [], 0),
+        (7.0, 1, [86, 186], 0),  # 7 s: 10 minutes pass at step 86 (602 s), and 86 after 100
+        (1.0, 2, [], 23),  # the clock at steps 10, 20, ..., 250 but 100 and 200
+        (7.0, 2, [90, 190], 23),  # under DDP at the next multiple of 10
+    ],
 )
 def test_defaults_save_every_100_steps_or_after_10_minutes(
-    seconds_per_step, by_minutes, monkeypatch
+    seconds_per_step, world_size, by_minutes, broadcasts, monkeypatch
 ):
     """``cpc fit``'s default PeriodicCheckpoint (from DEFAULT_CALLBACKS) stepped by hand under
     a fake clock: Lightning's save every 100 steps (stubbed: it saves when the step is a
-    multiple) restarts the 10 minutes; slow steps add a save when they run out."""
+    multiple) restarts the 10 minutes; slow steps add a save when they run out. Collectives
+    (rank 0's decision broadcast) only under DDP, one every 10 steps, not one a step."""
     (default,) = [c for c in DEFAULT_CALLBACKS if c["class_path"] == PERIODIC["class_path"]]
     callback = PeriodicCheckpoint(**default["init_args"])
     now, by_steps, saves = [0.0], [], []
@@ -43,14 +49,22 @@ def test_defaults_save_every_100_steps_or_after_10_minutes(
 
     monkeypatch.setattr(ModelCheckpoint, "on_train_batch_end", lightning_save)
     monkeypatch.setattr(PeriodicCheckpoint, "_save_last", lambda _, t: saves.append(t.global_step))
+    collectives: list[int] = []
+
+    def broadcast(due):
+        collectives.append(trainer.global_step)
+        return due
+
+    strategy = SimpleNamespace(broadcast=broadcast)
     trainer = SimpleNamespace(
-        global_step=0, fast_dev_run=False, strategy=SimpleNamespace(broadcast=lambda due: due)
+        global_step=0, fast_dev_run=False, world_size=world_size, strategy=strategy
     )
     callback.on_train_start(trainer, None)  # the clock starts at 0
     for step in range(1, 251):
         now[0], trainer.global_step = seconds_per_step * step, step
         callback.on_train_batch_end(trainer, None, None, None, step - 1)
     assert by_steps == [100, 200] and saves == by_minutes
+    assert len(collectives) == broadcasts
 
 
 @pytest.fixture
@@ -126,12 +140,15 @@ def test_a_run_stopped_by_max_steps_saves_its_last_step(tiny_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_alone_it_still_names_and_rewrites_last_ckpt_at_the_end(tiny_folder, tmp_path):
+def test_alone_it_still_names_and_rewrites_last_ckpt_at_the_end(tiny_folder, tmp_path, caplog):
     """Without the monitored ModelCheckpoint, the end-of-fit save sets ``last_model_path``, so
-    the compact projection fitted after training is written into last.ckpt."""
+    the compact projection fitted after training is written into last.ckpt; no save logs
+    Lightning's "`weights_only` was not set" (once a save, up to 21 times a run)."""
     only = "--trainer.callbacks=" + json.dumps([PERIODIC])
     compact = ["--model.encoder.compact_dim=4", "--model.encoder.pool_size=2"]
+    caplog.set_level("INFO")
     cli = cli_main(fit_args(tiny_folder, tmp_path / "run", only, *compact))
+    assert not [m for m in caplog.messages if "weights_only" in m]
     (last,) = (tmp_path / "run").rglob("last.ckpt")
     assert cli.trainer.checkpoint_callback.last_model_path == str(last)
     state = torch.load(last, weights_only=True)["state_dict"]

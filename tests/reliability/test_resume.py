@@ -90,7 +90,7 @@ def test_nothing_left_to_train_is_one_line_and_makes_no_folder(tiny_folder, tmp_
         main()
     message = str(info.value.code)
     assert message.startswith("cpc: error: nothing left to train") and "\n" not in message
-    assert "trainer.max_epochs is 1" in message
+    assert "trainer.max_epochs is 1: raise trainer.max_epochs (or set it to -1" in message
     assert [p.name for p in (out / "lightning_logs").iterdir()] == ["version_0"]
 
 

@@ -38,7 +38,10 @@ def test_only_unstarted_new_folders_are_removed(tmp_path):
     assert not fail_in(tmp_path / "a" / "version_0", start).exists()
     assert not (tmp_path / "a").exists()
     assert fail_in(tmp_path / "b" / "version_0", {**start, "checkpoints/last.ckpt": "x"}).exists()
-    assert fail_in(tmp_path / "c" / "version_0", {**start, "metrics.csv": "step"}).exists()
+    logged = {**start, "metrics.csv": "step,train/loss\n0,7.1\n"}
+    assert fail_in(tmp_path / "c" / "version_0", logged).exists()
+    placeholder = {**start, "metrics.csv": "hp_metric,step\n-1,0\n"}  # TensorBoard's, no step
+    assert not fail_in(tmp_path / "e" / "version_0", placeholder).exists()
     assert fail_in(tmp_path / "d" / "version_0", start, existed=True).exists()  # resumed run
 
 

@@ -1,0 +1,72 @@
+"""A step's memory known before the first step: the estimate against measured peaks, and a
+batch that cannot fit refused in one line naming a batch size that does."""
+
+import re
+import sys
+
+import pytest
+from helpers import fit_args
+
+from cpc import cli
+from cpc.step_memory import StepShape, check_fits, step_bytes
+
+GB = 2**30
+
+#: peak RSS (kB, /usr/bin/time -v) of 3 steps of cpc fit on 300 RGB images, image-folder data
+#: with the default encoder and CPC task, by (image_size, batch_size); data/README.md
+MEASURED_KB = {
+    (32, 8): 1002676,  # the process at rest: torch, Lightning, the data (no step to speak of)
+    (32, 128): 1334288,
+    (32, 256): 2275128,
+    (64, 32): 1643232,
+    (64, 64): 3531800,
+    (96, 16): 2070304,
+    (96, 32): 4813988,
+}
+
+
+def default_shape(image_size: int, batch: int) -> StepShape:
+    """The image-folder defaults: 8-px patches every 4 px, width 32, stem stride 2, k = 2, 3."""
+    return StepShape(batch, image_size, 8, 4, 32, 2, (2, 3))
+
+
+@pytest.mark.parametrize(("size", "batch"), [key for key in MEASURED_KB if key != (32, 8)])
+def test_estimate_is_at_most_25_percent_above_the_measured_step(size, batch):
+    rest = MEASURED_KB[(32, 8)] * 1024
+    measured = MEASURED_KB[(size, batch)] * 1024 - rest
+    assert 1.0 <= step_bytes(default_shape(size, batch)) / measured <= 1.25
+
+
+def test_a_step_that_does_not_fit_names_a_batch_size_that_does():
+    shape = default_shape(64, 256)  # the defaults: 15x15 patches, ~43 GB of logits and more
+    with pytest.raises(ValueError) as info:
+        check_fits(shape, 8 * GB, "this machine")
+    line = str(info.value)
+    assert line.startswith("a training step needs about 43.4 GB (256 images of 64 px, 15x15")
+    batch, size = map(
+        int, re.search(r"batch_size (\d+) \(or --data.image_size (\d+)\)$", line).groups()
+    )
+    assert step_bytes(shape.with_(batch=batch)) <= 0.9 * 8 * GB
+    assert step_bytes(shape.with_(batch=batch + 8)) > 0.9 * 8 * GB  # the largest multiple of 8
+    assert step_bytes(shape.with_(image_size=size)) <= 0.9 * 8 * GB
+    check_fits(shape.with_(batch=batch), 8 * GB, "this machine")  # fits: no error
+
+
+def test_cpc_fit_refuses_a_batch_too_big_for_free_memory_before_the_first_step(
+    tiny_folder, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(
+        "cpc.step_memory.available_bytes",
+        lambda accelerator: (2**20, "this machine"),  # 1 MB: the step needs ~1.2
+    )
+    monkeypatch.setattr(sys, "argv", ["cpc", *fit_args(tiny_folder, tmp_path / "run")])
+    monkeypatch.delenv("CPC_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    line = str(info.value.code)
+    assert re.match(
+        r"cpc: error: a training step needs about 0\.0 GB \(8 images of 28 px, 6x6 patches each, "
+        r"mostly InfoNCE logits\) but this machine has 0\.0 GB free: use --data.batch_size \d ",
+        line,
+    ), line
+    assert not (tmp_path / "run").exists()
