@@ -115,5 +115,11 @@ def _merged_mean(logits: torch.Tensor, labels: torch.Tensor, total: int) -> torc
 
 
 def mi_lower_bound(loss: torch.Tensor, num_candidates: float) -> torch.Tensor:
-    """``log N - loss``: the InfoNCE lower bound on mutual information, in nats."""
+    """``log N - loss``, in nats: the InfoNCE lower bound on mutual information.
+
+    The bound assumes negatives drawn independently from the targets' marginal; here they are
+    the batch's other non-blank targets (other positions of the same image included), and
+    blank targets are left out. So it reads as an estimate for the non-blank targets, capped at
+    ``log N``: for comparing runs of one setup, not as a certified bound.
+    """
     return math.log(max(num_candidates, 1)) - loss
