@@ -152,9 +152,7 @@ def pools(grid: torch.Tensor, context: torch.Tensor) -> dict[str, torch.Tensor]:
 def score(train_f, train_y, val_f, val_y) -> dict[str, float]:
     knn_std = knn_accuracy(train_f, train_y, val_f, val_y, 10, standardize=True)["top1"]
     knn_raw = knn_accuracy(train_f, train_y, val_f, val_y, 10, standardize=False)["top1"]
-    probe = linear_probe(
-        train_f, train_y, val_f, val_y, val_f, val_y, 10, weight_decays=(1e-4,)
-    )
+    probe = linear_probe(train_f, train_y, val_f, val_y, val_f, val_y, 10, weight_decays=(1e-4,))
     return {"knn": 100 * knn_std, "knn_raw": 100 * knn_raw, "linear": 100 * probe["val_top1"]}
 
 

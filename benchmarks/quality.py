@@ -12,7 +12,14 @@ Each method runs for ``--minutes`` of wall-clock time per seed:
   run gets ``max_steps`` to fill the budget (so the cosine schedule ends on time) and
   ``max_time`` as a hard cap;
 - with ``--supervised``, two ceilings trained with labels for the same time: the same encoder
-  (and image augmentation) with a linear head on the evaluated features, and a plain small CNN.
+  with a linear head on the evaluated features, and a plain small CNN. Both are trained as CPC
+  is: the config's batch size, CPCModule's AdamW, learning rate, weight decay and warmup then
+  cosine (:class:`cpc.module.WarmupCosine`), and a budget of steps measured as CPC's (median
+  seconds per step over the second half of a 16-step fit). The same encoder's augmentation is
+  one of ``--supervised-augment``: ``patch`` (CPC's per-patch ``PatchAugment``), ``image``
+  (whole-image shift and flip, ``ImageAugment``), ``both``; each is its own row
+  (``supervised_same_encoder_<augment>``), and the ceiling is the row with the best validation
+  linear top-1 (marked in the table). Choose on one seed, then run the chosen one on the others.
 
 Every model is then evaluated as the end-of-fit report does (:func:`cpc.eval.report.evaluate`):
 kNN (k=20, T=0.07) with the train split as memory bank, and a linear probe whose weight decay is
@@ -36,8 +43,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -53,36 +60,83 @@ from cpc.data import FashionMNISTDataModule
 from cpc.eval.features import compact_fit_features, pool_grid
 from cpc.eval.protocol import EvalProtocol
 from cpc.eval.report import evaluate, write_report
-from cpc.models.augment import ImageAugment
+from cpc.models.augment import ImageAugment, PatchAugment
 from cpc.models.encoder import ResNetEncoder
+from cpc.module import CPCModule, WarmupCosine
+from cpc.precision import auto_precision
+
+#: the supervised same-encoder ceiling's augmentations, chosen on validation
+AUGMENTS = ("patch", "image", "both")
 
 
 class Supervised(L.LightningModule):
-    """A ceiling: ``encoder`` trained with labels, image augmentation, a linear head on
-    ``head_features(encoder, images)`` and AdamW with a cosine over ``max_steps``."""
+    """A ceiling: ``encoder`` trained with labels and a linear head on its pooled grid, with
+    CPCModule's optimiser and schedule (AdamW, warmup then cosine to 0 over the fit's steps).
 
-    def __init__(self, encoder: nn.Module, head_in: int, num_classes: int, pooling: str) -> None:
+    Args:
+        augment: ``"patch"`` (CPC's ``PatchAugment`` on the encoder's patches), ``"image"``
+            (``ImageAugment``: whole-image shift and flip) or ``"both"``.
+        lr, weight_decay, warmup_steps: as :class:`cpc.module.CPCModule`'s.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head_in: int,
+        num_classes: int,
+        pooling: str,
+        augment: str = "image",
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+        warmup_steps: int = 100,
+    ) -> None:
         super().__init__()
+        if augment not in AUGMENTS:
+            raise ValueError(f"unknown augment {augment!r}: choose from {', '.join(AUGMENTS)}")
+        if augment != "image" and not hasattr(encoder, "patchify"):
+            raise ValueError(f"augment {augment!r} needs a patch encoder; use 'image'")
         self.encoder, self.pooling = encoder, pooling
         self.head = nn.Linear(head_in, num_classes)
-        self.augment = ImageAugment()
+        self.image_augment = ImageAugment() if augment in ("image", "both") else nn.Identity()
+        self.patch_augment = PatchAugment() if augment in ("patch", "both") else None
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return pool_grid(self.encoder.forward_features(images), self.pooling)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
-        loss = F.cross_entropy(self.head(self.features(self.augment(images))), labels)
+        images = self.image_augment(images)
+        if self.patch_augment is None:
+            grid = self.encoder.forward_features(images)
+        else:  # (B, Gh, Gw, C, P, P) augmented per patch, as CPCTask does
+            grid = self.encoder.encode_grid(self.patch_augment(self.encoder.patchify(images)))
+        loss = F.cross_entropy(self.head(pool_grid(grid, self.pooling)), labels)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=2e-3, weight_decay=1e-4)
-        total = max(1, self.trainer.max_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
-        )
+    def configure_optimizers(self):  # CPCModule.configure_optimizers
+        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        total = max(1, self.trainer.estimated_stepping_batches)
+        schedule = WarmupCosine(min(self.warmup_steps, total // 2), total)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class StepTimes(L.Callback):
+    """``perf_counter()`` at the end of every training batch."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.times.append(time.perf_counter())
+
+    def seconds_per_step(self) -> float:
+        """Median step time over the second half of the steps, as :func:`seconds_per_step`
+        reads CPC's (ThroughputMonitor's window of half the steps)."""
+        half = self.times[len(self.times) // 2 - 1 :]
+        return statistics.median(b - a for a, b in zip(half, half[1:], strict=False))
 
 
 class SmallCNN(nn.Module):
@@ -184,31 +238,59 @@ def supervised(
     minutes: float,
     protocol: EvalProtocol,
     seed: int,
+    config: str,
+    augment: str = "image",
 ) -> dict:
-    """Train ``encoder`` with labels for ``minutes`` (steps calibrated), then evaluate it."""
-    data = FashionMNISTDataModule(root="data")
+    """Train ``encoder`` with labels for ``minutes`` as ``config``'s CPC is trained (its batch
+    size, optimiser, schedule, steps measured alike), then evaluate it."""
+    data = FashionMNISTDataModule(root="data", **config_section(config, "data"))
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(CPCModule).parameters.items()
+        if name in ("lr", "weight_decay", "warmup_steps")
+    }
+    model_section = (yaml.safe_load(Path(config).read_text()) or {}).get("model") or {}
+    optim = {**defaults, **{k: v for k, v in model_section.items() if k in defaults}}
     quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    precision = {"precision": compute_precision(config)}
     L.seed_everything(seed)
     state = {k: v.clone() for k, v in encoder.state_dict().items()}
-    start = time.perf_counter()  # a cosine over the budget needs its length in steps
-    probe = Supervised(encoder, head_in, data.num_classes, pooling)
-    L.Trainer(max_steps=12, limit_val_batches=0, **quiet).fit(probe, datamodule=data)
-    per_step = (time.perf_counter() - start) / 12  # includes start-up: errs on the short side
+    timer = StepTimes()  # a cosine over the budget needs its length in steps
+    probe = Supervised(encoder, head_in, data.num_classes, pooling, augment, **optim)
+    L.Trainer(max_steps=16, limit_val_batches=0, callbacks=[timer], **quiet, **precision).fit(
+        probe, datamodule=data
+    )
+    per_step = timer.seconds_per_step()
     encoder.load_state_dict(state)
     L.seed_everything(seed)
-    model = Supervised(encoder, head_in, data.num_classes, pooling)
+    model = Supervised(encoder, head_in, data.num_classes, pooling, augment, **optim)
     trainer = L.Trainer(
-        max_steps=int(0.95 * minutes * 60 / per_step),
+        max_steps=int(0.9 * minutes * 60 / per_step),  # as pretrain()
+        max_epochs=-1,
         max_time={"minutes": minutes},
         limit_val_batches=0,
         **quiet,
+        **precision,
     )
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
     seconds = time.perf_counter() - start
     report = evaluate(model.encoder, data, protocol, baselines=False, progress=False)
-    report["meta"].update(train_seconds=round(seconds), steps=trainer.global_step)
+    report["meta"].update(
+        train_seconds=round(seconds), steps=trainer.global_step, augment=augment, **optim
+    )
     return report
+
+
+def compute_precision(config: str) -> str:
+    """The precision ``cpc fit`` trains ``config`` with (its ``trainer.precision``, resolved as
+    :class:`cpc.cli` resolves ``auto``)."""
+    section = yaml.safe_load(Path(config).read_text()) or {}
+    precision = str((section.get("trainer") or {}).get("precision", "auto"))
+    if precision != "auto":
+        return precision
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return auto_precision(device)[0]
 
 
 def reevaluate(config: str, run_dir: Path, protocol: EvalProtocol, baselines: bool) -> dict:
@@ -231,14 +313,18 @@ def reevaluate(config: str, run_dir: Path, protocol: EvalProtocol, baselines: bo
 
 
 def run(method: str, seed: int, args: argparse.Namespace, protocol: EvalProtocol) -> dict:
-    if method == "supervised_same_encoder":
-        encoder = config_encoder(args.configs[0])
+    config = args.configs[0]
+    if method.startswith("supervised_same_encoder_"):
+        augment = method.removeprefix("supervised_same_encoder_")
+        encoder = config_encoder(config)
         grid = encoder.forward_features(torch.zeros(1, encoder.in_channels, 28, 28))
         head_in = pool_grid(grid, protocol.pooling).shape[1]
-        return supervised(encoder, head_in, protocol.pooling, args.minutes, protocol, seed)
+        return supervised(
+            encoder, head_in, protocol.pooling, args.minutes, protocol, seed, config, augment
+        )
     if method == "supervised_small_cnn":
         cnn = SmallCNN()
-        return supervised(cnn, cnn.num_features, "mean", args.minutes, protocol, seed)
+        return supervised(cnn, cnn.num_features, "mean", args.minutes, protocol, seed, config)
     config = next(c for c in args.configs if method_name(c) == method)
     # the baselines do not depend on the pretraining seed: computed with one seed only
     baselines = seed == args.baselines_seed
@@ -308,6 +394,10 @@ def summarize(out: Path) -> str:
             f"| {cell([r['linear']['val_top1'] for r in results])} |"
         )
 
+    ceilings = [r for r in rows if r[0].startswith("supervised_same_encoder_") and "(best)" in r[0]]
+    if ceilings:  # the ceiling: the augmentation with the best mean val linear top-1
+        chosen = max(ceilings, key=lambda r: statistics.mean(x["linear"]["val_top1"] for x in r[1]))
+        rows = [(f"{r[0]} ← best val" if r is chosen else r[0], *r[1:]) for r in rows]
     for name, results, reports in rows:
         meta = reports[0]["meta"]
         dim = meta["compact_dim"] if name.endswith("(compact)") else meta["feature_dim"]
@@ -328,6 +418,13 @@ def main() -> None:
     )
     parser.add_argument("--supervised", action="store_true", help="add the supervised ceilings")
     parser.add_argument("--only", nargs="*", default=None, help="run only these methods")
+    parser.add_argument(
+        "--supervised-augment",
+        nargs="+",
+        default=list(AUGMENTS),
+        choices=AUGMENTS,
+        help="the same-encoder ceiling's augmentations to train (the best on val is the ceiling)",
+    )
     parser.add_argument("--pooling", default="full", choices=["mean", "grid", "full"])
     parser.add_argument("--knn-pca", type=int, default=512, help="see EvalProtocol.knn_pca")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -342,7 +439,8 @@ def main() -> None:
     protocol = EvalProtocol(pooling=args.pooling, knn_pca=args.knn_pca)
     methods = [method_name(c) for c in args.configs]
     if args.supervised:
-        methods += ["supervised_same_encoder", "supervised_small_cnn"]
+        methods += [f"supervised_same_encoder_{a}" for a in args.supervised_augment]
+        methods += ["supervised_small_cnn"]
     if args.only:
         methods = [m for m in methods if m in args.only]
     for method in [] if args.table else methods:

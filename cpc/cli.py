@@ -46,6 +46,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
+import cpc.environment  # noqa: F401  (first: the command's settings, before torch loads)
+
+# isort: split
 import lightning.pytorch as L
 import torch
 import yaml

@@ -9,6 +9,12 @@ sets them back at the start of the next one, so
 - what runs between two batches (validation, online kNN, a new loader iterator) never shifts
   the training's draws.
 
+Under DDP every rank starts from the same seed, so each would draw the same flips, jitter and
+pretext labels as the others: the global batch would repeat each rank's augmentations. A fresh
+fit on several ranks therefore seeds each rank's stream from the run's seed and its rank
+(:func:`seed_rank_stream`, once the train loader, whose shared order reads the seed, is made),
+and checkpoints keep every rank's state, so each rank resumes its own stream.
+
 ``CPCModule.configure_callbacks`` adds it to every fit.
 """
 
@@ -20,6 +26,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import torch.distributed as dist
 
 
 def get_random_state() -> dict[str, Any]:
@@ -48,11 +55,45 @@ def set_random_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+def seed_rank_stream(seed: int, rank: int) -> None:
+    """Seed the global generators (torch, CUDA, numpy, Python) from ``(seed, rank)``: one
+    independent stream per rank (numpy's ``SeedSequence`` mixes the two, so nearby seeds and
+    ranks give unrelated streams).
+
+    ``torch.initial_seed()`` stays ``seed`` on every rank: the data module seeds the train
+    order, which all ranks share, with it. (It is the first 8 bytes of the CPU generator's
+    state; a torch that stores it elsewhere fails here, not with silently split orders.)
+    """
+    torch_seed, python_seed = np.random.SeedSequence([seed, rank]).generate_state(2, np.uint64)
+    torch.manual_seed(int(torch_seed) % 2**63)  # also every CUDA device's generator
+    state = torch.get_rng_state()
+    state[:8] = torch.from_numpy(np.array([seed], dtype=np.uint64).view(np.uint8))
+    torch.set_rng_state(state)
+    if torch.initial_seed() != seed:
+        raise RuntimeError(
+            "this torch keeps the generator's initial seed elsewhere in its state: "
+            "cpc.random_state.seed_rank_stream needs updating"
+        )
+    np.random.seed(np.random.SeedSequence([seed, rank, 1]).generate_state(4))  # noqa: NPY002
+    random.seed(int(python_seed))
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 class TrainingRandomState(L.Callback):
-    """Random state from one training batch to the next, saved in checkpoints (see module)."""
+    """Random state from one training batch to the next, per rank, saved in checkpoints (see
+    the module's docstring)."""
 
     def __init__(self) -> None:
-        self.state: dict[str, Any] | None = None  # after the last trained batch
+        self.state: dict[str, Any] | None = None  # this rank's, after the last trained batch
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """A fresh fit on several ranks (or a rank the checkpoint has no state for): this
+        rank's own stream, from the run's seed (``seed_everything``) and the rank."""
+        if self.state is None and trainer.world_size > 1:
+            seed_rank_stream(torch.initial_seed(), trainer.global_rank)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.state is not None:
@@ -62,7 +103,19 @@ class TrainingRandomState(L.Callback):
         self.state = get_random_state()
 
     def state_dict(self) -> dict[str, Any]:
-        return {} if self.state is None else {"random_state": self.state}
+        """``{"random_states": [rank 0's, rank 1's, ...]}`` (gathered from every rank: saving a
+        checkpoint is collective under DDP)."""
+        states = [self.state]
+        if _distributed():
+            states = [None] * dist.get_world_size()
+            dist.all_gather_object(states, self.state)
+        return {} if all(state is None for state in states) else {"random_states": states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.state = state_dict.get("random_state")
+        """This rank's state; a rank the checkpoint has none for (it was saved by fewer ranks)
+        starts its own stream. Older checkpoints hold one state, which every rank shared."""
+        rank = dist.get_rank() if _distributed() else 0
+        states = state_dict.get("random_states", [])
+        if "random_state" in state_dict:
+            states = [state_dict["random_state"]] * (rank + 1)
+        self.state = states[rank] if rank < len(states) else None

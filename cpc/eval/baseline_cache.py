@@ -12,6 +12,9 @@ scored rows are kept as small JSON files, one per key, in the folder ``$CPC_CACH
   seed and anything ``reset_parameters`` leaves untouched);
 - the protocol (every :class:`~cpc.eval.protocol.EvalProtocol` field and the probe's settings),
   the reported split, and how features were made (device type, dtype);
+- the code that computes the rows: a hash of the source of every module in
+  :data:`EVAL_CODE` (features, kNN, index, probe, projection, the report's protocol), and the
+  versions of torch, faiss and numpy (:func:`code_version`);
 - :data:`VERSION`, raised whenever the meaning of a cached row changes.
 
 Any change gives another key, so a stale row is never read; delete the folder to reclaim it.
@@ -20,12 +23,15 @@ Any change gives another key, so a stale row is never read; delete the folder to
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import faiss
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,6 +39,20 @@ from cpc.eval.report_io import write_report  # atomic JSON writer
 
 #: raise when the features, kNN or probe change what a cached row means
 VERSION = 1
+
+#: the modules whose code computes a baseline row: an edit to any of them misses the cache
+EVAL_CODE = (
+    "cpc.eval.features",
+    "cpc.eval.index",
+    "cpc.eval.knn",
+    "cpc.eval.linear_probe",
+    "cpc.eval.protocol",
+    "cpc.eval.report",
+    "cpc.eval.storage",
+    "cpc.models.encoder",
+    "cpc.models.patches",
+    "cpc.models.projection",
+)
 
 
 def cache_dir() -> Path:
@@ -68,6 +88,22 @@ def architecture(encoder: nn.Module) -> dict[str, Any]:
     }
 
 
+def code_version(modules: Iterable[str] | None = None) -> dict[str, str]:
+    """SHA-1 of the source files of ``modules`` (default :data:`EVAL_CODE`, in order) and the
+    versions of the libraries the rows are computed with: a changed function or an upgrade
+    gives another key."""
+    digest = hashlib.sha1()
+    for name in EVAL_CODE if modules is None else modules:
+        digest.update(name.encode())
+        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return {
+        "code": digest.hexdigest(),
+        "torch": torch.__version__,
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+    }
+
+
 class BaselineCache:
     """Rows of the report kept under a key (see the module docstring).
 
@@ -80,8 +116,8 @@ class BaselineCache:
 
     @staticmethod
     def key(**parts: Any) -> dict[str, Any]:
-        """The key: ``parts`` (JSON-able) plus :data:`VERSION`."""
-        return {"version": VERSION, **parts}
+        """The key: ``parts`` (JSON-able) plus :data:`VERSION` and :func:`code_version`."""
+        return {"version": VERSION, **code_version(), **parts}
 
     def path(self, key: Mapping[str, Any]) -> Path:
         text = json.dumps(key, sort_keys=True, default=str)

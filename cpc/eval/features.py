@@ -220,8 +220,7 @@ def bf16_features(device: torch.device | str) -> bool:
 def subset_loader(loader: DataLoader, size: int, seed: int = 0) -> DataLoader:
     """A loader over a seeded random subset of at most ``size`` images of ``loader``'s
     dataset, in dataset order, with its batch size and workers (a fixed kNN bank, a PCA fit)."""
-    n = len(loader.dataset)
-    keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+    keep = subset_rows(len(loader.dataset), size, seed)
     return DataLoader(
         Subset(loader.dataset, keep.tolist()),
         batch_size=loader.batch_size,
@@ -230,9 +229,22 @@ def subset_loader(loader: DataLoader, size: int, seed: int = 0) -> DataLoader:
     )
 
 
+def subset_rows(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """The rows :func:`subset_loader` keeps of ``n``: a seeded random ``size`` of them (all
+    when fewer), in increasing order."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+
+
 #: training images the compact projection is fitted on: a seeded subset of the train split
 #: (on the 20-minute checkpoints, 10k images gave val kNN / linear within 0.1 of all 55k)
 COMPACT_FIT_IMAGES = 20_000
+
+
+def compact_fit_rows(n: int) -> torch.Tensor:
+    """The rows of an ``n``-image eval "train" split that :func:`compact_fit_features` fits
+    on: a report fitting another encoder's projection (the random-init baseline) on features
+    of the whole split takes these, so both are whitened on the same images."""
+    return subset_rows(n, COMPACT_FIT_IMAGES)
 
 
 def compact_fit_features(encoder: nn.Module, datamodule) -> torch.Tensor:

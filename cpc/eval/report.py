@@ -36,6 +36,7 @@ from torch import nn
 from cpc.eval.baseline_cache import BaselineCache, architecture, fingerprint
 from cpc.eval.features import (
     bf16_features,
+    compact_fit_rows,
     device_of,
     extract_feature_sets,
     project_rows,
@@ -173,10 +174,9 @@ def extract_splits(
     With ``protocol.compact``, also ``{model}_compact``: ``encoder(images)``, projected batch
     by batch during the pass. A model whose compact projection is not fitted yet (a random-init
     copy, a checkpoint other than ``last.ckpt``) is copied, and the copy's projection is fitted
-    on the pooled grids of the whole ``"train"`` split (the first split), without labels
-    (``cpc fit`` fits on a seeded subset of at most
-    :data:`cpc.eval.features.COMPACT_FIT_IMAGES` of them); that split is then projected, and
-    the later ones batch by batch. The given modules are never changed.
+    without labels on the pooled grids of the ``"train"`` split's images that ``cpc fit`` fits
+    on (the first split; :func:`cpc.eval.features.compact_fit_rows`); that split is then
+    projected, and the later ones batch by batch. The given modules are never changed.
     """
     if protocol.compact:  # fit unfitted projections on copies, not on the caller's modules
         encoders = {
@@ -204,7 +204,7 @@ def extract_splits(
         )
         for name in unfitted if protocol.compact else ():  # fit on "train", then project it
             pooled = features[split][f"{name}_compact"]  # (N, F)
-            encoders[name].fit_compact(pooled)
+            encoders[name].fit_compact(pooled[compact_fit_rows(len(pooled))])  # as cpc fit
             features[split][f"{name}_compact"] = project_rows(encoders[name], pooled)
     return features, labels
 

@@ -59,9 +59,12 @@ def info_nce(
             query is scored and its key is a candidate for every query. Default: all pairs.
 
     Returns:
-        ``(loss, correct, N)``: mean loss over the valid queries (0 if there are none), a bool
-        tensor over the valid queries telling whether the true key scored highest, and the
-        number of candidates N per query (valid keys of all ranks).
+        ``(loss, correct, N)``: mean loss over the valid queries of all ranks (0 if there are
+        none), a bool tensor over this rank's valid queries telling whether the true key
+        scored highest, and the number of candidates N per query (valid keys of all ranks).
+        Under DDP the loss is the merged batch's (one process on every rank's pairs), its
+        gradient averaged over the ranks is the merged batch's, however unevenly the valid
+        pairs are spread; a rank without any still reports the merged loss.
     """
     if queries.shape != keys.shape or queries.ndim != 2:
         raise ValueError(
@@ -85,15 +88,38 @@ def info_nce(
     with torch.autocast(device_type=queries.device.type, enabled=False):
         # scale the (M', D) queries, not the (M', N) logits: N/D times less memory traffic
         logits = (queries[valid].float() / temperature) @ candidates.float().T  # (M', N)
-    if not labels.numel():
-        # nothing to predict: the empty logits sum to a zero that is still tied to the
-        # gathered keys, so DDP's backward of the gather runs on every rank
-        return logits.sum(), labels.new_zeros(0, dtype=torch.bool), candidates.shape[0]
-    loss = F.cross_entropy(logits, labels)
-    correct = logits.detach().argmax(dim=1) == labels
-    return loss, correct, candidates.shape[0]
+    correct = logits.detach().argmax(dim=1) == labels if labels.numel() else valid[valid]
+    if not _distributed():
+        if not labels.numel():
+            # nothing to predict: the empty logits sum to a zero tied to the inputs
+            return logits.sum(), correct, candidates.shape[0]
+        return F.cross_entropy(logits, labels), correct, candidates.shape[0]
+    # a pair is valid as a query exactly when its key is: every rank's queries are counted
+    return _merged_mean(logits, labels, candidates.shape[0]), correct, candidates.shape[0]
+
+
+def _merged_mean(logits: torch.Tensor, labels: torch.Tensor, total: int) -> torch.Tensor:
+    """This rank's share of the mean loss over the ``total`` valid queries of all ranks.
+
+    DDP averages gradients over the W ranks, so each rank's objective is ``W * (its summed
+    loss) / total``: the average is then the merged batch's gradient, however the valid
+    queries are spread (a rank with none adds only the keys' gradients that flow back through
+    the gather). The value returned is the merged mean itself (summed over ranks, no
+    gradient), so that every rank logs the loss and bound of the whole batch.
+    """
+    summed = F.cross_entropy(logits, labels, reduction="sum") if labels.numel() else logits.sum()
+    objective = summed * (dist.get_world_size() / max(total, 1))
+    merged = summed.detach().clone()
+    dist.all_reduce(merged)  # the summed loss of every rank's valid queries
+    return objective + (merged / max(total, 1) - objective).detach()
 
 
 def mi_lower_bound(loss: torch.Tensor, num_candidates: float) -> torch.Tensor:
-    """``log N - loss``: the InfoNCE lower bound on mutual information, in nats."""
+    """``log N - loss``, in nats: the InfoNCE lower bound on mutual information.
+
+    The bound assumes negatives drawn independently from the targets' marginal; here they are
+    the batch's other non-blank targets (other positions of the same image included), and
+    blank targets are left out. So it reads as an estimate for the non-blank targets, capped at
+    ``log N``: for comparing runs of one setup, not as a certified bound.
+    """
     return math.log(max(num_candidates, 1)) - loss

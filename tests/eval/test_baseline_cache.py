@@ -1,11 +1,14 @@
 """The report's baselines are computed once per (data, architecture, protocol), then reused."""
 
+import faiss
+import numpy as np
 import pytest
 import torch
 from test_report import PROBE, Stripes
 
+import cpc.eval.baseline_cache as cache_module
 import cpc.eval.report as report_module
-from cpc.eval.baseline_cache import BaselineCache, fingerprint
+from cpc.eval.baseline_cache import BaselineCache, code_version, fingerprint
 from cpc.eval.report import evaluate_encoder
 from cpc.models.encoder import ResNetEncoder
 
@@ -104,3 +107,35 @@ def test_a_key_collision_is_not_a_hit(tmp_path):
     path = cache.path(key)
     path.write_text(path.read_text().replace('"a": 1', '"a": 2'))  # another key, same file
     assert cache.load(key) is None
+
+
+def test_code_version_sees_every_edit_of_the_source(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(tmp_path)
+    source = tmp_path / "probe_code.py"
+    source.write_text("def top1(hits):\n    return hits.mean()\n")
+    first = code_version(["probe_code"])
+    assert code_version(["probe_code"]) == first
+    source.write_text("def top1(hits):\n    return hits.float().mean()\n")
+    assert code_version(["probe_code"])["code"] != first["code"]
+    assert set(first) == {"code", "torch", "faiss", "numpy"}
+
+
+@pytest.mark.parametrize("change", ["code", "torch", "faiss", "numpy"])
+def test_changed_eval_code_or_library_version_recomputes(
+    extractions, tmp_path, monkeypatch, change
+):
+    """The rows are computed again after an edit to an evaluation module (a protocol function
+    here) or an upgrade of torch, faiss or numpy."""
+    monkeypatch.syspath_prepend(tmp_path)
+    source = tmp_path / "protocol_code.py"
+    source.write_text("def top1(hits):\n    return hits.mean()\n")
+    monkeypatch.setattr(cache_module, "EVAL_CODE", (*cache_module.EVAL_CODE, "protocol_code"))
+    report(ResNetEncoder(width=8))
+    assert report(ResNetEncoder(width=8))["meta"]["baselines_cached"] is True
+    if change == "code":
+        source.write_text("def top1(hits):\n    return hits.float().mean()\n")
+    else:
+        library = {"torch": torch, "faiss": faiss, "numpy": np}[change]
+        monkeypatch.setattr(library, "__version__", library.__version__ + ".post1")
+    changed = report(ResNetEncoder(width=8))
+    assert extractions[-1] == ["random_init"] and changed["meta"]["baselines_cached"] is False

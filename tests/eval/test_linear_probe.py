@@ -146,3 +146,16 @@ def test_empty_weight_decays_raise_value_error():
         linear_probe(*splits(spread=1.0), NUM_CLASSES, weight_decays=(), **FAST)
     with pytest.raises(ValueError, match="weight_decays"):
         LinearHeads(DIM, NUM_CLASSES, num_heads=0)
+
+
+def test_test_features_reach_neither_training_nor_selection():
+    """Only the test accuracies may depend on the test features: moving them far away (which
+    would move any statistic fitted on them, e.g. a standardisation fitted on train + test)
+    leaves the probes' validation accuracies and the selected weight decay bit-equal."""
+    data, small = splits(spread=4.0), {**FAST, "epochs": 2}
+    first = linear_probe(*data, NUM_CLASSES, **small)
+    data[4] = data[4] * 30 - 500  # the test features, same labels
+    moved = linear_probe(*data, NUM_CLASSES, **small)
+    assert moved["sweep"] == first["sweep"] and moved["weight_decay"] == first["weight_decay"]
+    assert moved["val_top1"] == first["val_top1"] > 0.5  # a probe that learnt something
+    assert moved["top1"] != first["top1"]  # the test features are what the test scores

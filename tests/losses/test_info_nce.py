@@ -124,16 +124,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_ddp_two_gloo_processes_match_one_process_on_merged_batch():
-    """Both ranks keep 3 of their 4 pairs, so the per-rank means average to the global one."""
-    torch.manual_seed(2)
-    q, k = torch.randn(8, 4), torch.randn(8, 4)
-    valid = torch.tensor([1, 1, 0, 1, 1, 0, 1, 1], dtype=torch.bool)
-    qs, ks = q.clone().requires_grad_(), k.clone().requires_grad_()
-    loss, _, n = info_nce(qs, ks, 0.3, valid)
-    loss.backward()
-
+def run_two_ranks(q, k, valid) -> dict:
+    """:func:`_ddp_worker` on 2 gloo processes, rank r on the r-th half of the pairs."""
     manager = mp.Manager()
     out = manager.dict()
     ranks = mp.spawn(_ddp_worker, args=(2, free_port(), q, k, valid, out), nprocs=2, join=False)
@@ -143,9 +135,32 @@ def test_ddp_two_gloo_processes_match_one_process_on_merged_batch():
             for process in ranks.processes:
                 process.kill()
             pytest.fail("the 2 gloo processes did not finish within 120 s")
-    mean_loss = (out[0][0] + out[1][0]) / 2
-    torch.testing.assert_close(mean_loss, loss.detach())
-    assert out[0][3] == n == 6
+    return dict(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "rank_0, rank_1",
+    [
+        ([1, 1, 0, 1], [1, 0, 1, 1]),  # 3 and 3 valid pairs
+        ([1, 1, 1, 1], [0, 0, 1, 0]),  # 4 and 1: the mean of per-rank means is 19.3, not 30.8
+        ([1, 0, 1, 1], [0, 0, 0, 0]),  # rank 1 has no valid pair: it adds nothing, and no 0
+    ],
+)
+def test_ddp_two_gloo_processes_match_one_process_on_merged_batch(rank_0, rank_1):
+    """Every rank reports the merged batch's loss, and the gradients averaged over the ranks
+    (as DDP does) are the merged batch's, however the valid pairs are spread."""
+    torch.manual_seed(2)
+    q, k = torch.randn(8, 4) * 3, torch.randn(8, 4) * 3
+    valid = torch.tensor(rank_0 + rank_1, dtype=torch.bool)
+    qs, ks = q.clone().requires_grad_(), k.clone().requires_grad_()
+    loss, _, n = info_nce(qs, ks, 0.3, valid)
+    loss.backward()
+
+    out = run_two_ranks(q, k, valid)
+    for rank in (0, 1):
+        torch.testing.assert_close(out[rank][0], loss.detach())
+        assert out[rank][3] == n == sum(rank_0) + sum(rank_1)
     torch.testing.assert_close(torch.cat([out[0][1], out[1][1]]), qs.grad)
     torch.testing.assert_close(torch.cat([out[0][2], out[1][2]]), ks.grad)
     assert not torch.allclose(ks.grad, torch.zeros_like(ks.grad))

@@ -3,7 +3,8 @@
 Training with a weight-0 task (frozen, so DDP waits for no gradient of it), the online kNN
 after validation, and the end-of-fit report on rank 0 alone (its linear probe must not wait for
 the other rank); the report must equal a single-process ``cpc eval`` of the final checkpoint.
-Killed mid-epoch and resumed, the fit ends with the uninterrupted run's weights.
+Each rank draws its own augmentations; killed mid-epoch and resumed, every rank draws what it
+drew in the uninterrupted run, and the fit ends with that run's weights.
 """
 
 import csv
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import fit_args, write_image_folder
+from recorders import read_draws
 
 from cpc.cli import eval_main
 
@@ -40,8 +42,10 @@ def ddp_fit(
 ) -> subprocess.CompletedProcess:
     """A 2-process gloo ddp_spawn fit of ``tmp/train`` (24 train images: 12 a rank, 3 batches
     of 4 an epoch, 6 steps) with online kNN and report, through the console script; ``kill``:
-    both ranks SIGKILL themselves before that step (:class:`faults.KillAt`)."""
+    both ranks SIGKILL themselves before that step (:class:`faults.KillAt`). Each rank's
+    draws go to ``out/draws-<rank>.txt`` (:class:`recorders.RecordDraws`)."""
     kills = [{"class_path": "faults.KillAt", "init_args": {"step": kill}}] if kill else []
+    kills.append({"class_path": "recorders.RecordDraws", "init_args": {"folder": str(out)}})
     args = fit_args(
         tmp / "train",
         out,
@@ -108,9 +112,16 @@ def test_ddp_report_equals_a_single_process_eval_of_the_last_checkpoint(ddp_run,
             )
 
 
+def test_ddp_ranks_draw_different_augmentations(ddp_run):
+    rank_0, rank_1 = (read_draws(ddp_run.parents[1], rank) for rank in (0, 1))
+    assert len(rank_0) == len(rank_1) == 6
+    assert not set(rank_0) & set(rank_1)  # no step draws alike on the two ranks
+
+
 def test_ddp_fit_killed_mid_epoch_and_resumed_is_bit_identical(ddp_run, tmp_path):
-    """Each rank resumes at its own place in the shared data order: killed inside the second
-    epoch and resumed, the fit ends with the uninterrupted run's weights."""
+    """Each rank resumes at its own place in the shared data order and its own random stream:
+    killed inside the second epoch and resumed, every rank draws the uninterrupted run's
+    augmentations and the fit ends with its weights."""
     out = tmp_path / "killed"
     killed = ddp_fit(ddp_run.parents[2], out, kill=5)
     assert killed.returncode != 0
@@ -124,3 +135,5 @@ def test_ddp_fit_killed_mid_epoch_and_resumed_is_bit_identical(ddp_run, tmp_path
     weights = whole["state_dict"]
     differ = [name for name in weights if not torch.equal(weights[name], got["state_dict"][name])]
     assert not differ, f"{len(differ)} of {len(weights)} tensors differ: {differ}"
+    for rank in (0, 1):
+        assert read_draws(out, rank) == read_draws(ddp_run.parents[1], rank)
