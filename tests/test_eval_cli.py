@@ -14,7 +14,7 @@ import cpc
 from cpc.cli import cli_main, eval_main, main
 
 MODELS = {"encoder", "encoder_compact", "random_init", "random_init_compact", "pixels"}
-PROBE = "{epochs: 1, weight_decays: [0.0], accelerator: cpu}"
+PROBE = "{epochs: 1, weight_decays: [0.0]}"
 
 
 @pytest.fixture(scope="module")
