@@ -28,6 +28,7 @@ def interval(steps: int) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_run_saves_last_ckpt_says_where_and_resumes(signum, tiny_folder, tmp_path):
     """The signal comes during step 3 (index): that step ends, last.ckpt is saved at step 4
