@@ -1,6 +1,6 @@
 """Feature quality at a fixed wall-clock budget on Fashion-MNIST, over seeds: docs/results.md.
 
-    python benchmarks/quality.py --minutes 20 --seeds 0 1 2 --supervised
+    python benchmarks/quality.py --minutes 20 --seeds 0 1 2 --supervised --precision 32-true
     python benchmarks/quality.py --table                       # print the table of what ran
 
 Each method runs for ``--minutes`` of wall-clock time per seed:
@@ -200,12 +200,20 @@ def seconds_per_step(args: list[str], out: Path, steps: int = 16) -> float:
 
 
 def pretrain(
-    config: str, minutes: float, out: Path, protocol: EvalProtocol, seed: int, baselines: bool
+    config: str,
+    minutes: float,
+    out: Path,
+    protocol: EvalProtocol,
+    seed: int,
+    baselines: bool,
+    precision: str | None = None,
 ) -> dict:
-    """Pretrain ``config`` for ``minutes``, then evaluate it (and the baselines)."""
+    """Pretrain ``config`` for ``minutes`` (at ``precision``, else the config's), then evaluate
+    it (and the baselines)."""
     args = [
         "fit",
         *(f"--config={c}" for c in config.split("+")),
+        *([f"--trainer.precision={precision}"] if precision else []),
         "--data.root=data",
         "--trainer.enable_progress_bar=false",
         f"--seed_everything={seed}",
@@ -240,9 +248,11 @@ def supervised(
     seed: int,
     config: str,
     augment: str = "image",
+    precision: str | None = None,
 ) -> dict:
     """Train ``encoder`` with labels for ``minutes`` as ``config``'s CPC is trained (its batch
-    size, optimiser, schedule, steps measured alike), then evaluate it."""
+    size, optimiser, schedule, steps measured alike; ``precision``, else the config's), then
+    evaluate it."""
     data = FashionMNISTDataModule(root="data", **config_section(config, "data"))
     defaults = {
         name: p.default
@@ -252,7 +262,7 @@ def supervised(
     model_section = (yaml.safe_load(Path(config).read_text()) or {}).get("model") or {}
     optim = {**defaults, **{k: v for k, v in model_section.items() if k in defaults}}
     quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
-    precision = {"precision": compute_precision(config)}
+    precision = {"precision": precision or compute_precision(config)}
     L.seed_everything(seed)
     state = {k: v.clone() for k, v in encoder.state_dict().items()}
     timer = StepTimes()  # a cosine over the budget needs its length in steps
@@ -320,11 +330,29 @@ def run(method: str, seed: int, args: argparse.Namespace, protocol: EvalProtocol
         grid = encoder.forward_features(torch.zeros(1, encoder.in_channels, 28, 28))
         head_in = pool_grid(grid, protocol.pooling).shape[1]
         return supervised(
-            encoder, head_in, protocol.pooling, args.minutes, protocol, seed, config, augment
+            encoder,
+            head_in,
+            protocol.pooling,
+            args.minutes,
+            protocol,
+            seed,
+            config,
+            augment,
+            args.precision,
         )
     if method == "supervised_small_cnn":
         cnn = SmallCNN()
-        return supervised(cnn, cnn.num_features, "mean", args.minutes, protocol, seed, config)
+        return supervised(
+            cnn,
+            cnn.num_features,
+            "mean",
+            args.minutes,
+            protocol,
+            seed,
+            config,
+            "image",
+            args.precision,
+        )
     config = next(c for c in args.configs if method_name(c) == method)
     # the baselines do not depend on the pretraining seed: computed with one seed only
     baselines = seed == args.baselines_seed
@@ -332,7 +360,7 @@ def run(method: str, seed: int, args: argparse.Namespace, protocol: EvalProtocol
         run_dir = args.from_checkpoints / method / f"seed{seed}"
         return reevaluate(config, run_dir, protocol, baselines)
     out = args.out / method / f"seed{seed}"
-    return pretrain(config, args.minutes, out, protocol, seed, baselines)
+    return pretrain(config, args.minutes, out, protocol, seed, baselines, args.precision)
 
 
 def method_name(config: str) -> str:
@@ -427,6 +455,9 @@ def main() -> None:
     )
     parser.add_argument("--pooling", default="full", choices=["mean", "grid", "full"])
     parser.add_argument("--knn-pca", type=int, default=512, help="see EvalProtocol.knn_pca")
+    parser.add_argument(
+        "--precision", default=None, help="e.g. 32-true; default: the config's (auto: this machine)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--baselines-seed", type=int, default=0, help="seed run with baselines")
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
