@@ -3,7 +3,8 @@
 ``(images (B, C, H, W) float32 in [0, 1], labels (B,) int64)``; labels are -1 where unknown.
 
 datamodule.py (the base: splits, loaders) <- catalog.py (torchvision sets, one class each) and
-folder.py (image folders); prepare.py fetches files; datasets.py holds the in-memory Dataset.
+folder.py (image folders); fetch.py fetches files (prepare.py: the command); datasets.py holds
+the in-memory Dataset.
 streaming.py streams litdata chunks (larger than memory) that stream_prepare.py writes; it is
 imported on first use of ``cpc.data.StreamingDataModule`` (litdata is slow to import).
 """

@@ -18,6 +18,7 @@ from torchvision import datasets as tvd
 
 from cpc.data.datamodule import ImageDataModule, Source
 from cpc.data.datasets import DatasetNotFoundError
+from cpc.data.fetch import fetch_files, missing_files, not_found_error
 
 
 class TorchvisionDataModule(ImageDataModule):
@@ -45,9 +46,6 @@ class TorchvisionDataModule(ImageDataModule):
         """Fetch the files into ``root``, whose parent folder must exist: a mistyped
         ``--data.root /typo/fm`` is refused, not created and filled with a copy of the
         dataset (a new ``data`` folder in an existing one is made)."""
-        # imported here so that `python -m cpc.data.prepare` does not import itself twice
-        from cpc.data.prepare import prepare
-
         if not Path(self.root).absolute().parent.is_dir():
             raise DatasetNotFoundError(
                 f"data.root {self.root} does not exist, nor its parent folder: fix --data.root, "
@@ -55,12 +53,10 @@ class TorchvisionDataModule(ImageDataModule):
                 f"(or run `python -m cpc.data.prepare {self.name} --root {self.root}`) to have "
                 f"{self.title} prepared there"
             )
-        prepare(type(self), self.root, allow_apt=False, allow_download=True)
+        fetch_files(type(self), self.root, allow_apt=False, allow_download=True)
 
     def load_source(self, source: Source) -> tuple[torch.Tensor, torch.Tensor]:
         """No download here: prepare_data runs on one process per node, setup on every rank."""
-        from cpc.data.prepare import missing_files, not_found_error
-
         if source not in self.sources:
             raise ValueError(f"{self.name} has sources {self.sources}, got {source!r}")
         if missing_files(type(self), self.root):

@@ -48,6 +48,7 @@ from torchvision.io import encode_png
 
 from cpc.data.catalog import registry
 from cpc.data.datasets import DatasetNotFoundError
+from cpc.data.fetch import fetch_files
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +203,7 @@ def _inputs(src: str, size: int | None, raw: bool, channels: int | None, root: s
     if src not in known:
         items, classes = list_images(src)
         return items, partial(encode_file, size=size, raw=raw, channels=channels), classes
-    from cpc.data.prepare import prepare
-
-    prepare(src, root, allow_apt=False, allow_download=True)
+    fetch_files(known[src], root, allow_apt=False, allow_download=True)
     module = known[src](root=root)
     dataset = module.dataset("pretrain")
     fn = partial(encode_tensor, dataset=dataset, size=size, raw=raw)
