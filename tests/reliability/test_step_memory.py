@@ -8,7 +8,7 @@ import pytest
 from helpers import fit_args
 
 from cpc import cli
-from cpc.step_memory import StepShape, check_fits, step_bytes
+from cpc.run.step_memory import StepShape, available_bytes, check_fits, step_bytes
 
 GB = 2**30
 
@@ -52,11 +52,27 @@ def test_a_step_that_does_not_fit_names_a_batch_size_that_does():
     check_fits(shape.with_(batch=batch), 8 * GB, "this machine")  # fits: no error
 
 
+def test_on_a_gpu_the_free_memory_is_the_gpus(monkeypatch):
+    """With CUDA the budget is the GPU's free memory (``torch.cuda.mem_get_info``), for
+    ``cuda`` and for ``auto``; ``cuda`` without a GPU is unknown (no check), not the RAM."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (2 * GB, 80 * GB))
+    assert available_bytes("cuda") == (2 * GB, "the GPU")
+    assert available_bytes("auto") == (2 * GB, "the GPU")
+    with pytest.raises(ValueError, match=r"but the GPU has 2\.0 GB free: use --data.batch_size"):
+        check_fits(default_shape(64, 64), *available_bytes("gpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert available_bytes("cuda") is None
+    assert available_bytes("auto")[1] == "this machine"
+
+
 def test_cpc_fit_refuses_a_batch_too_big_for_free_memory_before_the_first_step(
     tiny_folder, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(
-        "cpc.step_memory.available_bytes",
+        "cpc.run.step_memory.available_bytes",
         lambda accelerator: (2**20, "this machine"),  # 1 MB: the step needs ~1.2
     )
     monkeypatch.setattr(sys, "argv", ["cpc", *fit_args(tiny_folder, tmp_path / "run")])
