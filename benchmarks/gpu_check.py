@@ -29,7 +29,7 @@ import torch
 
 from cpc.cli import cli_main
 from cpc.eval.callbacks import EvaluationReport
-from cpc.throughput import compute_dtype, matmul_flops
+from cpc.run.throughput import compute_dtype, matmul_flops
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ["precision", "compile", "images/s", "MFU %", "fit s", "peak memory GB", "report s"]

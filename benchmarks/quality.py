@@ -63,7 +63,7 @@ from cpc.eval.report import evaluate, write_report
 from cpc.models.augment import ImageAugment, PatchAugment
 from cpc.models.encoder import ResNetEncoder
 from cpc.module import CPCModule, WarmupCosine
-from cpc.precision import auto_precision
+from cpc.run.precision import auto_precision
 
 #: the supervised same-encoder ceiling's augmentations, chosen on validation
 AUGMENTS = ("patch", "image", "both")

@@ -53,7 +53,7 @@ def fit_command(data: Path, out: Path, max_steps: int, every: int, *extra: str) 
             },
         },
         {
-            "class_path": "cpc.checkpoint_io.PeriodicCheckpoint",
+            "class_path": "cpc.run.periodic_checkpoint.PeriodicCheckpoint",
             "init_args": {"every_n_train_steps": every},
         },
     ]

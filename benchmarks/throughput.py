@@ -10,11 +10,11 @@ images of the configured size, counts their FLOPs with ``torch.utils.flop_counte
 and backward, :meth:`cpc.module.CPCModule.training_flops`), and prints
 a markdown table: images/s, the untimed warm-up steps' seconds (with ``--compile``: the
 compilation), achieved GFLOP/s, the measured matmul rate at the same precision
-(:func:`cpc.throughput.matmul_flops`) and their ratio (what ``train/mfu`` logs in a fit).
+(:func:`cpc.run.throughput.matmul_flops`) and their ratio (what ``train/mfu`` logs in a fit).
 Data loading is excluded (the data sits in memory; see the logged ``train/images_per_sec`` for
 end-to-end figures). ``--profile`` prints ``torch.profiler``'s table of the ops that took most
 time over the timed steps, per precision and input shape: what to optimise first. ``auto`` is
-the precision ``--trainer.precision auto`` picks on this machine (:mod:`cpc.precision`).
+the precision ``--trainer.precision auto`` picks on this machine (:mod:`cpc.run.precision`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import torch
 
 from cpc.models.encoder import ResNetEncoder
 from cpc.module import CPCModule
-from cpc.precision import auto_precision
-from cpc.throughput import matmul_flops
+from cpc.run.precision import auto_precision
+from cpc.run.throughput import matmul_flops
 
 DTYPES = {"32": torch.float32, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 

@@ -7,7 +7,7 @@ Shape letters used across the package:
 
 Importing cpc changes nothing in the process (no environment variable, no torch import until
 :func:`load_encoder` or a submodule needs it). The ``cpc`` command sets
-``THP_MEM_ALLOC_ENABLE=1`` before torch loads (:mod:`cpc.environment`): CPU tensors of 2 MB
+``THP_MEM_ALLOC_ENABLE=1`` before torch loads (:mod:`cpc.run.environment`): CPU tensors of 2 MB
 and more on transparent huge pages, a faster CPU step. A script or notebook gets the same by
 setting it before its first ``import torch``::
 

@@ -37,14 +37,14 @@ def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cp
     Raises:
         FileNotFoundError: when ``path`` is not a file.
         ValueError: when it is not a checkpoint, or a truncated or damaged one (its sha256
-            differs from the one written with it: :func:`cpc.preflight.check_checkpoint`).
+            differs from the one written with it: :func:`cpc.run.preflight.check_checkpoint`).
 
     Example:
         >>> encoder = cpc.load_encoder("runs/lightning_logs/version_0/checkpoints/last.ckpt")
         >>> feats = encoder(images)  # (B, C, H, W) in [0, 1] -> (B, encoder.compact_features)
     """
     from cpc.module import CPCModule  # Lightning is imported only when a checkpoint is loaded
-    from cpc.preflight import check_checkpoint
+    from cpc.run.preflight import check_checkpoint
 
     path = Path(path)
     check_checkpoint(path)

@@ -3,7 +3,7 @@
 images (B, C, H, W) -> each task (CPC, rotation, patch position, ...) -> its loss
 -> total = sum of weight * loss -> AdamW with warmup and cosine decay.
 
-Speed is logged by :class:`cpc.throughput.ThroughputMonitor` (``train/images_per_sec``,
+Speed is logged by :class:`cpc.run.throughput.ThroughputMonitor` (``train/images_per_sec``,
 ``train/mfu``), from the FLOPs :meth:`CPCModule.training_flops` counts.
 """
 
@@ -20,8 +20,8 @@ from lightning.fabric.utilities.throughput import measure_flops
 from torch import nn
 
 from cpc.models.encoder import ResNetEncoder
-from cpc.random_state import TrainingRandomState
-from cpc.restart import EpochProgressFix
+from cpc.run.lightning_fixes import EpochProgressFix
+from cpc.run.random_state import TrainingRandomState
 from cpc.tasks.base import TaskFactory
 from cpc.tasks.cpc import CPCTask
 

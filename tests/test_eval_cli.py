@@ -158,11 +158,12 @@ def test_print_config_shows_the_callbacks_and_round_trips(folders, tmp_path, cap
     checkpoint, periodic, lr_monitor = config["trainer"]["callbacks"]  # defaults, replaceable
     assert checkpoint["class_path"].endswith("ModelCheckpoint")
     assert checkpoint["init_args"]["monitor"] == "val/loss" and checkpoint["init_args"]["save_last"]
-    assert periodic["class_path"] == "cpc.checkpoint_io.PeriodicCheckpoint"
+    assert periodic["class_path"] == "cpc.run.periodic_checkpoint.PeriodicCheckpoint"
     assert periodic["init_args"]["every_n_train_steps"] == 100  # the README's "every 100 steps"
-    assert config["trainer"]["plugins"][0]["class_path"] == "cpc.checkpoint_io.AtomicCheckpointIO"
+    plugin = config["trainer"]["plugins"][0]["class_path"]
+    assert plugin == "cpc.run.checkpoint_files.AtomicCheckpointIO"
     assert lr_monitor["init_args"]["logging_interval"] == "step"
-    assert config["trainer"]["logger"]["class_path"] == "cpc.loggers.RunLogger"
+    assert config["trainer"]["logger"]["class_path"] == "cpc.run.loggers.RunLogger"
 
     path = tmp_path / "dumped.yaml"
     path.write_text(dumped)

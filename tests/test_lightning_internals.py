@@ -32,8 +32,8 @@ def test_pyproject_pins_lightning_to_the_installed_minor_release():
 
 
 def test_restart_counters_exist_and_drive_the_logging_step(trainer):
-    """cpc.restart.EpochProgressFix sets ``fit_loop.epoch_loop._batches_that_stepped`` (the
-    step metrics are logged at) and the epoch progress counters."""
+    """cpc.run.lightning_fixes.EpochProgressFix sets ``fit_loop.epoch_loop._batches_that_stepped``
+    (the step metrics are logged at) and the epoch progress counters."""
     loop = trainer.fit_loop.epoch_loop
     assert isinstance(loop._batches_that_stepped, int)
     assert "_batches_that_stepped" in inspect.getsource(logger_connector)  # what logs read
@@ -42,7 +42,7 @@ def test_restart_counters_exist_and_drive_the_logging_step(trainer):
 
 
 def test_throughput_monitor_internals_exist():
-    """cpc.throughput.ThroughputMonitor fills ``_throughputs`` per stage and overrides the
+    """cpc.run.throughput.ThroughputMonitor fills ``_throughputs`` per stage and overrides the
     ``_compute`` hook that Lightning's monitor calls to log."""
     monitor = ThroughputMonitor(batch_size_fn=len)
     assert isinstance(monitor._throughputs, dict)
@@ -51,7 +51,7 @@ def test_throughput_monitor_internals_exist():
 
 
 def test_logger_and_precision_internals_exist(tmp_path):
-    """cpc.loggers reads TensorBoardLogger's ``_experiment`` (None until made); cpc.cli types
+    """cpc.run.loggers reads TensorBoardLogger's ``_experiment`` (None until made); cpc.cli types
     its precision with ``_PRECISION_INPUT``."""
     assert TensorBoardLogger(tmp_path)._experiment is None
     from lightning.fabric.connector import _PRECISION_INPUT  # noqa: F401

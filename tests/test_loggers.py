@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cpc.loggers import RunLogger
+from cpc.run.loggers import RunLogger
 
 
 def test_a_resumed_run_replaces_what_the_killed_run_logged_after_its_checkpoint(tmp_path):

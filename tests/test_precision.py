@@ -1,10 +1,12 @@
 import logging
 
 import pytest
+from lightning.pytorch.callbacks import TQDMProgressBar
 
-import cpc.precision
-from cpc.cli import Trainer
-from cpc.precision import cpu_flags, resolve_precision
+import cpc.run.precision
+from cpc.run.console import ProgressBar
+from cpc.run.lightning_cli import Trainer
+from cpc.run.precision import cpu_flags, resolve_precision
 
 
 @pytest.mark.parametrize(
@@ -39,8 +41,8 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
     ("flags", "expected"), [({"avx2"}, "32-true"), ({"amx_bf16"}, "bf16-mixed")]
 )
 def test_trainer_resolves_auto_and_says_so(monkeypatch, caplog, flags, expected):
-    monkeypatch.setattr(cpc.precision, "cpu_flags", lambda: flags)
-    monkeypatch.setattr(cpc.precision, "cuda_capability", lambda: None)
+    monkeypatch.setattr(cpc.run.precision, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(cpc.run.precision, "cuda_capability", lambda: None)
     with caplog.at_level(logging.INFO):
         trainer = Trainer(
             precision="auto", accelerator="cpu", logger=False, enable_progress_bar=False
@@ -51,3 +53,24 @@ def test_trainer_resolves_auto_and_says_so(monkeypatch, caplog, flags, expected)
     assert (
         Trainer(precision="bf16-mixed", accelerator="cpu", logger=False).precision == "bf16-mixed"
     )
+
+
+@pytest.mark.parametrize(
+    ("limits", "description"), [({"max_steps": 5}, "Epoch 3"), ({"max_epochs": 4}, "Epoch 3/3")]
+)
+def test_the_progress_bar_names_the_epoch_without_a_negative_total(limits, description):
+    """A run bounded by steps has Lightning's max_epochs -1: its bar reads "Epoch 3", not
+    Rich's "Epoch 3/-2"; a run bounded by epochs keeps "Epoch 3/3"."""
+    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, **limits)
+    bar = trainer.progress_bar_callback
+    assert isinstance(bar, ProgressBar)
+    bar.setup(trainer, None, "fit")  # as fit does: the bar learns its trainer
+    assert bar._get_train_description(3).strip() == description
+
+
+def test_the_progress_bar_can_be_switched_off_or_replaced():
+    off = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, max_steps=1)
+    assert off.progress_bar_callback is None
+    own = TQDMProgressBar()
+    mine = Trainer(accelerator="cpu", logger=False, callbacks=[own], max_steps=1)
+    assert mine.progress_bar_callback is own

@@ -21,20 +21,22 @@ PACKAGE = Path(cpc.__file__).parent
 #: (file, private name) -> why it is used; each is checked to still exist (no stale entries)
 ALLOWED = {
     # the logging step after an epoch-end resume; Lightning has no public way to set it
-    ("restart.py", "_batches_that_stepped"): "lightning fit_loop.epoch_loop counter",
+    ("run/lightning_fixes.py", "_batches_that_stepped"): "lightning fit_loop.epoch_loop counter",
     # the type Trainer(precision=...) accepts, for cpc's Trainer that adds "auto"
-    ("cli.py", "_PRECISION_INPUT"): "lightning.fabric.connector type alias",
+    ("run/lightning_cli.py", "_PRECISION_INPUT"): "lightning.fabric.connector type alias",
     # ThroughputMonitor fills Lightning's per-stage Throughput objects with the measured peak,
     # and logs them under cpc's names instead of Lightning's
-    ("throughput.py", "_throughputs"): "lightning ThroughputMonitor state",
-    ("throughput.py", "_compute"): "lightning ThroughputMonitor hook, overridden",
+    ("run/throughput.py", "_throughputs"): "lightning ThroughputMonitor state",
+    ("run/throughput.py", "_compute"): "lightning ThroughputMonitor hook, overridden",
     # RunLogger (a TensorBoardLogger) waits for a later second before its writer exists
-    ("loggers.py", "_experiment"): "lightning TensorBoardLogger writer, None until made",
+    ("run/loggers.py", "_experiment"): "lightning TensorBoardLogger writer, None until made",
     # not Lightning: argparse's option list (for "did you mean"), litdata's count of yielded
     # samples (the end of a resumed epoch), namedtuple's documented _replace, torch's
     # documented hook for loading buffers of another shape, and torchvision's STL-10 check
     # (files present, instead of hashing 2.6 GB on every split)
-    ("console.py", "_actions"): "argparse.ArgumentParser",
+    ("run/console.py", "_actions"): "argparse.ArgumentParser",
+    ("run/console.py", "_get_train_description"): "lightning RichProgressBar method, overridden",
+    ("run/lightning_cli.py", "_RICH_AVAILABLE"): "lightning's test for rich, as for its own bar",
     ("data/streaming.py", "_num_samples_yielded_streaming"): "litdata StreamingDataLoader",
     ("tasks/patch_position.py", "_replace"): "typing.NamedTuple",
     ("models/projection.py", "_load_from_state_dict"): "torch.nn.Module hook, overridden",

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from cpc.models.augment import PatchAugment
-from cpc.random_state import (
+from cpc.run.random_state import (
     TrainingRandomState,
     get_random_state,
     seed_rank_stream,

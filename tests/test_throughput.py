@@ -6,11 +6,11 @@ import torch
 from helpers import fit_args
 from torch.utils.flop_counter import FlopCounterMode
 
-import cpc.throughput as throughput
+import cpc.run.throughput as throughput
 from cpc.cli import cli_main
 from cpc.models.encoder import ResNetEncoder
 from cpc.module import CPCModule
-from cpc.throughput import ThroughputMonitor, compute_dtype, matmul_flops
+from cpc.run.throughput import ThroughputMonitor, compute_dtype, matmul_flops
 
 #: the peak FLOP/s given to the fits (not measured: the MFU is then exact arithmetic)
 PEAK = 1e9

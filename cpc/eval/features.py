@@ -205,13 +205,13 @@ def project_rows(encoder: nn.Module, pooled: torch.Tensor, chunk: int = 8192) ->
 
 def bf16_features(device: torch.device | str) -> bool:
     """Whether features are extracted under bf16 autocast on ``device`` by default: on CUDA
-    GPUs with bf16 (:mod:`cpc.precision`'s rule), not on CPUs.
+    GPUs with bf16 (:mod:`cpc.run.precision`'s rule), not on CPUs.
 
     On a CPU, bf16 features change the reported accuracies a little
     (``docs/results.md#representation-quality-at-20-minutes``), so CPUs keep float32
     (``bf16=True`` asks for it).
     """
-    from cpc.precision import auto_precision
+    from cpc.run.precision import auto_precision
 
     device = torch.device(device)
     return device.type == "cuda" and auto_precision("cuda")[0] == "bf16-mixed"

@@ -23,7 +23,10 @@ from typing import Any
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from cpc.cli import (
+from cpc.data.datamodule import ImageDataModule
+from cpc.finetune.module import FineTuneModule
+from cpc.run.console import CLIParser, QuietStart, quiet_lightning
+from cpc.run.lightning_cli import (
     DEFAULT_CALLBACKS,
     CPCLightningCLI,
     Trainer,
@@ -31,11 +34,8 @@ from cpc.cli import (
     check_resume,
     continue_in_run_folder,
 )
-from cpc.console import CLIParser, QuietStart, quiet_lightning
-from cpc.data.datamodule import ImageDataModule
-from cpc.finetune.module import FineTuneModule
-from cpc.preflight import check_fit
-from cpc.run_folder import discard_unstarted
+from cpc.run.preflight import check_fit
+from cpc.run.run_folder import discard_unstarted
 
 #: the fit's callbacks, keeping the best checkpoint by validation accuracy
 CALLBACKS = [
@@ -56,9 +56,9 @@ class FineTuneCLI(LightningCLI):
         parser.set_defaults(
             {
                 "trainer.callbacks": CALLBACKS,
-                "trainer.logger": {"class_path": "cpc.loggers.RunLogger"},
+                "trainer.logger": {"class_path": "cpc.run.loggers.RunLogger"},
                 "trainer.log_every_n_steps": 10,
-                "trainer.plugins": [{"class_path": "cpc.checkpoint_io.AtomicCheckpointIO"}],
+                "trainer.plugins": [{"class_path": "cpc.run.checkpoint_files.AtomicCheckpointIO"}],
                 "model.encoder": {"class_path": "cpc.models.ResNetEncoder"},
             }
         )

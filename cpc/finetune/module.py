@@ -24,8 +24,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from cpc.models.augment import ImageAugment
 from cpc.models.encoder import ResNetEncoder
 from cpc.module import WarmupCosine, _is_yaml_value
-from cpc.random_state import TrainingRandomState
-from cpc.restart import EpochProgressFix
+from cpc.run.lightning_fixes import EpochProgressFix
+from cpc.run.random_state import TrainingRandomState
 
 Mode = Literal["full", "linear", "mlp"]
 
@@ -198,7 +198,7 @@ def load_pretrained_encoder(encoder: nn.Module, path: str) -> None:
         ValueError: ``path`` is not a ``cpc fit`` checkpoint, or its encoder has another
             architecture (naming the first differing weight).
     """
-    from cpc.preflight import check_checkpoint
+    from cpc.run.preflight import check_checkpoint
 
     checkpoint = check_checkpoint(path)
     if "tasks" not in (checkpoint.get("hyper_parameters") or {}):

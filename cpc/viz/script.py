@@ -80,7 +80,7 @@ def run(
         a warning) when the run logged none yet.
     """
     from cpc.checkpoint import load_encoder
-    from cpc.preflight import check_writable
+    from cpc.run.preflight import check_writable
 
     ckpt, out_dir = resolve_checkpoint(ckpt_path), Path(out)
     check_writable(out_dir, "--out")  # before minutes of feature extraction
@@ -150,8 +150,8 @@ def main(args: list[str] | None = None) -> dict[str, Path]:
     fit`` (``--data cpc.data.MNISTDataModule --data.root data``); default: the run's own."""
     from jsonargparse import ActionConfigFile
 
-    from cpc.console import Parser
     from cpc.data import ImageDataModule
+    from cpc.run.console import Parser
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # faiss tries its AVX512/AVX2 builds in turn and logs each failed try at INFO
@@ -171,7 +171,7 @@ def main(args: list[str] | None = None) -> dict[str, Path]:
 
 def console_main() -> None:
     """``python -m cpc.viz``: :func:`main`, with errors about the input in one line
-    (:func:`cpc.console.error_line`; ``CPC_DEBUG=1`` shows the traceback)."""
-    from cpc.console import run_with_one_line_errors
+    (:func:`cpc.run.console.error_line`; ``CPC_DEBUG=1`` shows the traceback)."""
+    from cpc.run.console import run_with_one_line_errors
 
     run_with_one_line_errors(main, "python -m cpc.viz")

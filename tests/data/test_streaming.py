@@ -29,7 +29,7 @@ from cpc.data.streaming import DecodeImage
 from cpc.eval.features import extract_features
 from cpc.eval.knn import knn_accuracy
 from cpc.eval.protocol import EvalProtocol
-from cpc.preflight import check_checkpoint
+from cpc.run.preflight import check_checkpoint
 
 ROOT = Path(__file__).parents[2]
 #: seconds the 2-process DDP fit may take (about 40 s on one core) before it counts as hung

@@ -134,13 +134,13 @@ def test_empty_loader_is_one_clear_error():
 
 
 def test_bf16_features_on_bf16_gpus_only_and_close_to_float32(monkeypatch):
-    import cpc.precision
+    import cpc.run.precision
     from cpc.eval.features import bf16_features
 
-    monkeypatch.setattr(cpc.precision, "cpu_flags", lambda: {"avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr(cpc.run.precision, "cpu_flags", lambda: {"avx512_bf16", "amx_bf16"})
     assert not bf16_features("cpu")  # measured: bf16 moved the kNN on a CPU
     for capability, expected in (((9, 0), True), ((7, 5), False)):
-        monkeypatch.setattr(cpc.precision, "cuda_capability", lambda c=capability: c)
+        monkeypatch.setattr(cpc.run.precision, "cuda_capability", lambda c=capability: c)
         assert bf16_features("cuda") is expected
 
     torch.manual_seed(0)

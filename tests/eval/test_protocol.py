@@ -7,12 +7,13 @@ import pytest
 import torch
 from helpers import write_image_folder
 
-from cpc.cli import eval_parser, reject_renamed
+from cpc.cli import eval_parser
 from cpc.data import ImageFolderDataModule
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
 from cpc.eval.protocol import EvalData, EvalProtocol, protocol_names
 from cpc.eval.report import evaluate
 from cpc.models import ResNetEncoder
+from cpc.run.options import reject_renamed
 
 
 def test_every_field_is_a_report_keyword_and_a_cpc_eval_flag():

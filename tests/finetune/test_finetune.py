@@ -145,7 +145,7 @@ def test_a_killed_fine_tune_resumes_bit_identical(labelled, pretrained, tmp_path
             "init_args": {"monitor": "val/acc", "mode": "max", "save_last": True},
         },
         {
-            "class_path": "cpc.checkpoint_io.PeriodicCheckpoint",
+            "class_path": "cpc.run.periodic_checkpoint.PeriodicCheckpoint",
             "init_args": {"every_n_train_steps": 1},
         },
     ]

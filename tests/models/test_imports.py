@@ -83,7 +83,7 @@ def test_the_commands_setting_puts_large_cpu_tensors_on_huge_pages(setting, huge
     if setting is not None:
         env["THP_MEM_ALLOC_ENABLE"] = setting
     code = (
-        "import re, cpc.environment, torch; t = torch.ones(16 << 20, dtype=torch.uint8); "
+        "import re, cpc.run.environment, torch; t = torch.ones(16 << 20, dtype=torch.uint8); "
         "smaps = open('/proc/self/smaps').read(); "
         "print(sum(int(kb) for kb in re.findall(r'AnonHugePages:\\s+(\\d+)', smaps)))"
     )

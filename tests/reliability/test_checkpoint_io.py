@@ -12,9 +12,9 @@ import torch
 from faults import fill_disk
 from helpers import fit_args, quick_fit_args
 
-from cpc.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError, verify_checkpoint
 from cpc.cli import cli_main, main
 from cpc.models import ResNetEncoder
+from cpc.run.checkpoint_files import AtomicCheckpointIO, CheckpointWriteError, verify_checkpoint
 
 
 def partial_save(error: BaseException):
@@ -46,7 +46,7 @@ def test_write_replaces_the_file_whole_and_leaves_no_temp(tmp_path):
 def test_interrupted_or_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, error):
     io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     io.save_checkpoint({"step": 1, "w": torch.arange(4.0)}, path)
-    monkeypatch.setattr("cpc.checkpoint_io.torch.save", partial_save(error))
+    monkeypatch.setattr("cpc.run.checkpoint_files.torch.save", partial_save(error))
     expected = KeyboardInterrupt if isinstance(error, KeyboardInterrupt) else CheckpointWriteError
     with pytest.raises(expected) as info:
         io.save_checkpoint({"step": 2, "w": torch.zeros(4)}, path)
@@ -69,7 +69,7 @@ def test_fit_writes_atomically_and_a_full_disk_is_one_line(tiny_folder, tmp_path
     def full_disk(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("cpc.checkpoint_io.os.fsync", full_disk)
+    monkeypatch.setattr("cpc.run.checkpoint_files.os.fsync", full_disk)
     args = quick_fit_args(tiny_folder, tmp_path / "run", "--trainer.max_epochs=2")
     monkeypatch.setattr(sys, "argv", ["cpc", *args, f"--ckpt_path={before}"])
     with pytest.raises(SystemExit) as info:
@@ -102,7 +102,7 @@ def test_a_disk_filling_inside_torch_save_is_a_write_error_not_unexpected_pos(
     """torch turns the OSError of its writes into ``RuntimeError: ... unexpected pos``."""
     io_, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     io_.save_checkpoint({"step": 1, "w": torch.arange(4.0)}, path)
-    monkeypatch.setattr("cpc.checkpoint_io.os.fdopen", lambda fd, mode: FullDisk(fd, "r+"))
+    monkeypatch.setattr("cpc.run.checkpoint_files.os.fdopen", lambda fd, mode: FullDisk(fd, "r+"))
     with pytest.raises(CheckpointWriteError, match="No space left on device"):
         io_.save_checkpoint({"step": 2, "w": torch.zeros(10_000)}, path)
     monkeypatch.undo()
@@ -127,7 +127,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(
     """A real full disk (3 MB tmpfs): filled before step 3 (the periodic save after it fails)
     or by the compact fit at the end (its save into last.ckpt fails)."""
     fills = [{"class_path": "faults.FillDiskAt", "init_args": {"step": 2}}]
-    periodic = {"class_path": "cpc.checkpoint_io.PeriodicCheckpoint", "init_args": {}}
+    periodic = {"class_path": "cpc.run.periodic_checkpoint.PeriodicCheckpoint", "init_args": {}}
     callbacks = json.dumps([periodic, *fills] if where == "periodic" else [periodic])
     if where == "end of fit":
         fit_compact = ResNetEncoder.fit_compact

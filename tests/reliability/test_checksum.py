@@ -11,8 +11,8 @@ import torch
 from helpers import quick_fit_args, write_image_folder
 
 from cpc import cli, load_encoder
-from cpc.checkpoint_io import CHECKSUM_TAG, AtomicCheckpointIO, verify_checkpoint
-from cpc.preflight import check_checkpoint
+from cpc.run.checkpoint_files import CHECKSUM_TAG, AtomicCheckpointIO, verify_checkpoint
+from cpc.run.preflight import check_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,10 @@ TASKS = (
 
 #: last.ckpt after every step, so a kill leaves a mid-epoch checkpoint
 CALLBACKS = [
-    {"class_path": "cpc.checkpoint_io.PeriodicCheckpoint", "init_args": {"every_n_train_steps": 1}}
+    {
+        "class_path": "cpc.run.periodic_checkpoint.PeriodicCheckpoint",
+        "init_args": {"every_n_train_steps": 1},
+    }
 ]
 
 

@@ -179,7 +179,7 @@ def test_default_root_dir_without_write_permission(monkeypatch, capsys, tiny_fol
     def denied(*args, **kwargs):  # what a folder without write permission does (tests run as root)
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr("cpc.preflight.tempfile.TemporaryFile", denied)
+    monkeypatch.setattr("cpc.run.preflight.tempfile.TemporaryFile", denied)
     code, line = cpc(monkeypatch, capsys, *fit_args(tiny_folder, tmp_path / "run"))
     assert code == 1
     assert f"cannot write in {tmp_path} (Permission denied)" in line
@@ -296,7 +296,7 @@ def test_console_script_prints_one_line_and_exit_status_1(tiny_folder, tmp_path)
 def test_a_ddp_spawn_workers_user_error_is_one_line():
     from torch.multiprocessing import ProcessRaisedException
 
-    from cpc.console import error_line
+    from cpc.run.console import error_line
 
     trace = "Traceback (most recent call last):\n  File ...\nValueError: set data.val_size > 0\n"
     err = ProcessRaisedException(f"\n\n-- Process 0 terminated:\n{trace}", 0, 123)
@@ -398,7 +398,7 @@ def test_viz_checks_out_before_loading_anything(monkeypatch, tmp_path):
         raise AssertionError("loaded the checkpoint before checking --out")
 
     path = lightning_checkpoint(tmp_path / "a.ckpt", global_step=2)
-    monkeypatch.setattr("cpc.preflight.tempfile.TemporaryFile", denied)
+    monkeypatch.setattr("cpc.run.preflight.tempfile.TemporaryFile", denied)
     monkeypatch.setattr("cpc.checkpoint.load_encoder", no_load)
     line = viz(monkeypatch, f"--ckpt_path={path}", f"--out={tmp_path / 'figures'}")
     assert line.startswith(f"python -m cpc.viz: error: --out {tmp_path / 'figures'}: cannot write")

@@ -1,9 +1,10 @@
 """A run killed with SIGKILL and resumed ends bit-identical to an uninterrupted one: weights,
 optimizer, data order, augmentation and RNG states all restored.
 
-The kills land where Lightning 2.6 miscounted epochs after a resume (:mod:`cpc.restart`), so
-that without that fix the data order drifts: after the checkpoint of an epoch's last batch, and
-after the epoch-end checkpoint of the ``val/loss`` ModelCheckpoint.
+The kills land where Lightning 2.6 miscounted epochs after a resume
+(:mod:`cpc.run.lightning_fixes`), so that without that fix the data order drifts: after the
+checkpoint of an epoch's last batch, and after the epoch-end checkpoint of the ``val/loss``
+ModelCheckpoint.
 """
 
 import csv
@@ -32,7 +33,10 @@ CALLBACKS = [
         "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
         "init_args": {"monitor": "val/loss", "save_last": True, "enable_version_counter": False},
     },
-    {"class_path": "cpc.checkpoint_io.PeriodicCheckpoint", "init_args": {"every_n_train_steps": 1}},
+    {
+        "class_path": "cpc.run.periodic_checkpoint.PeriodicCheckpoint",
+        "init_args": {"every_n_train_steps": 1},
+    },
 ]
 
 

@@ -9,10 +9,11 @@ import torch
 from helpers import fit_args
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from cpc.checkpoint_io import PeriodicCheckpoint
-from cpc.cli import DEFAULT_CALLBACKS, cli_main
+from cpc.cli import cli_main
+from cpc.run.lightning_cli import DEFAULT_CALLBACKS
+from cpc.run.periodic_checkpoint import PeriodicCheckpoint
 
-PERIODIC = {"class_path": "cpc.checkpoint_io.PeriodicCheckpoint", "init_args": {}}
+PERIODIC = {"class_path": "cpc.run.periodic_checkpoint.PeriodicCheckpoint", "init_args": {}}
 
 
 def callbacks(*extra: dict, every: int = 1) -> str:

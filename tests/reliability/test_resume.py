@@ -12,7 +12,7 @@ from helpers import fit_args
 
 from cpc.cli import cli_main, main
 from cpc.module import WarmupCosine
-from cpc.resume import architecture_changes
+from cpc.run.resume_checks import architecture_changes
 
 
 def old_schedule(step: int, warmup: int, total: int) -> float:

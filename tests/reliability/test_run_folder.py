@@ -7,7 +7,7 @@ import pytest
 from helpers import fit_args, write_image_folder
 
 from cpc.cli import cli_main
-from cpc.run_folder import discard_unstarted
+from cpc.run.run_folder import discard_unstarted
 
 
 @pytest.mark.slow

@@ -12,8 +12,9 @@ import pytest
 import torch
 from helpers import fit_args
 
-from cpc.checkpoint_io import PeriodicCheckpoint
-from cpc.cli import DEFAULT_CALLBACKS, cli_main, main
+from cpc.cli import cli_main, main
+from cpc.run.lightning_cli import DEFAULT_CALLBACKS
+from cpc.run.periodic_checkpoint import PeriodicCheckpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,7 +59,7 @@ def test_checkpoint_interval_options_set_periodic_checkpoint(tiny_folder, tmp_pa
     assert (periodic.every_n_train_steps, periodic.every_n_minutes) == (3, None)
     only_lr = "--trainer.callbacks=" + json.dumps(DEFAULT_CALLBACKS[2:])
     args = fit_args(tiny_folder, tmp_path / "run2", only_lr, "--checkpoint.every_n_minutes=5")
-    with pytest.raises(ValueError, match="trainer.callbacks has none: add cpc.checkpoint_io"):
+    with pytest.raises(ValueError, match="trainer.callbacks has none: add cpc.run.periodic_check"):
         cli_main(args)
 
 

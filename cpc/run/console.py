@@ -28,6 +28,7 @@ import yaml
 from jsonargparse import ArgumentParser
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -204,6 +205,16 @@ class QuietStart(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         quiet_lightning()
+
+
+class ProgressBar(RichProgressBar):
+    """Rich's progress bar, reading "Epoch 3" where a run bounded by ``max_steps`` (Lightning's
+    ``max_epochs`` -1) would read "Epoch 3/-2"."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self.trainer.max_epochs is None or self.trainer.max_epochs >= 0:
+            return super()._get_train_description(current_epoch)
+        return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"
 
 
 class _DropNoise(logging.Filter):

@@ -109,7 +109,7 @@ def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Read as Lightning and ``cpc fit --ckpt_path`` read it, ``weights_only`` (unpickling runs no
     code a file could carry) and memory-mapped (tensors are read when used), after its sha256
-    (:func:`cpc.checkpoint_io.verify_checkpoint`) is checked. torch's own errors
+    (:func:`cpc.run.checkpoint_files.verify_checkpoint`) is checked. torch's own errors
     on a truncated or foreign file are tracebacks ending in a hint to pass
     ``weights_only=False``, which would not help.
 
@@ -120,7 +120,7 @@ def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         FileNotFoundError: no such file.
         ValueError: not a checkpoint, or a corrupt or damaged one.
     """
-    from cpc.checkpoint_io import verify_checkpoint  # imports Lightning
+    from cpc.run.checkpoint_files import verify_checkpoint  # imports Lightning
 
     path = Path(path)
     if not path.is_file():

@@ -72,7 +72,7 @@ def seed_rank_stream(seed: int, rank: int) -> None:
     if torch.initial_seed() != seed:
         raise RuntimeError(
             "this torch keeps the generator's initial seed elsewhere in its state: "
-            "cpc.random_state.seed_rank_stream needs updating"
+            "cpc.run.random_state.seed_rank_stream needs updating"
         )
     np.random.seed(np.random.SeedSequence([seed, rank, 1]).generate_state(4))  # noqa: NPY002
     random.seed(int(python_seed))
