@@ -1,15 +1,22 @@
-"""Read a ``cpc fit`` checkpoint: its pretrained encoder (for use without Lightning) and the
-config of the run that wrote it."""
+"""Read a ``cpc fit`` checkpoint: its pretrained encoder (for use without Lightning), and the run
+that wrote it: its ``config.yaml``, data module and evaluation protocol, as ``cpc eval`` and
+``python -m cpc.viz`` load them. Lightning, cpc.data and cpc.eval are imported on use."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
 from torch import nn
+
+if TYPE_CHECKING:  # imports Lightning; the functions below import it when called
+    from cpc.data import ImageDataModule
+    from cpc.eval.protocol import EvalProtocol
+    from cpc.run.console import Parser
 
 
 def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -64,3 +71,65 @@ def run_config(path: str | os.PathLike) -> dict[str, Any]:
         if config.is_file():
             return yaml.safe_load(config.read_text()) or {}
     return {}
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """``path`` if it is a file, else the newest ``last.ckpt`` (or newest ``*.ckpt``) under it."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    ckpts = sorted(path.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime) if path.is_dir() else []
+    if not ckpts:
+        raise FileNotFoundError(
+            f"no checkpoint at {path}: pass a .ckpt file or a run folder holding one "
+            "(`make run` trains one)"
+        )
+    return ([p for p in ckpts if p.name == "last.ckpt"] or ckpts)[-1]
+
+
+def run_datamodule(
+    ckpt_path: str | Path, data: ImageDataModule | str | Mapping[str, Any] | None = None
+) -> ImageDataModule:
+    """A prepared data module: ``data`` (a data module, or as a config names one: a class path
+    such as ``"cpc.data.MNISTDataModule"`` or ``{"class_path": ..., "init_args": {...}}``), by
+    default the ``data:`` section of the config.yaml of the run that wrote ``ckpt_path``."""
+    from cpc.data import ImageDataModule
+
+    if data is None:
+        data = run_config(ckpt_path).get("data")
+        if not data:
+            raise ValueError(
+                f"no config.yaml with a data section near {ckpt_path}: pass --data "
+                "(e.g. --data cpc.data.FashionMNISTDataModule)"
+            )
+    dm = data if isinstance(data, ImageDataModule) else ImageDataModule.from_config(data)
+    dm.prepare_data()
+    return dm
+
+
+def run_protocol(ckpt_path: str | Path) -> EvalProtocol:
+    """The evaluation settings (``report:`` section) of the run that wrote ``ckpt_path``;
+    the defaults of :class:`cpc.eval.EvalProtocol` where it has none."""
+    from cpc.eval.protocol import EvalProtocol
+
+    return EvalProtocol.from_mapping(run_config(ckpt_path).get("report") or {})
+
+
+def run_parser(prog: str, description: str) -> Parser:
+    """The options every command reading a run shares: ``--config`` (a YAML of the options) and
+    ``--data`` (a data module as in ``cpc fit``; default: the run's own)."""
+    from jsonargparse import ActionConfigFile
+
+    from cpc.data import ImageDataModule
+    from cpc.run.console import Parser
+
+    parser = Parser(prog=prog, description=description)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML of these options")
+    parser.add_subclass_arguments(
+        ImageDataModule,
+        "data",
+        required=False,
+        help="data module, as in `cpc fit`; default: the one in the run's config.yaml (found "
+        "next to the checkpoint or one or two folders up)",
+    )
+    return parser

@@ -51,16 +51,22 @@ import cpc.run.environment  # noqa: F401  (first: the command's settings, before
 
 # isort: split
 import torch
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningCLI
 
-from cpc.checkpoint import load_encoder, run_config
+from cpc.checkpoint import (
+    load_encoder,
+    resolve_checkpoint,
+    run_config,
+    run_datamodule,
+    run_parser,
+)
 from cpc.data.datamodule import ImageDataModule
 from cpc.eval.protocol import EvalProtocol, protocol_names
 from cpc.eval.report import evaluate
 from cpc.eval.report_io import format_report, write_report
 from cpc.module import CPCModule
-from cpc.run.console import CLIParser, Parser, QuietStart, quiet_lightning, run_with_one_line_errors
+from cpc.run.console import CLIParser, QuietStart, quiet_lightning, run_with_one_line_errors
 from cpc.run.lightning_cli import CPCLightningCLI, Trainer
 from cpc.run.options import reject_renamed
 from cpc.run.preflight import check_checkpoint
@@ -88,26 +94,18 @@ def cli_main(args: list[str] | None = None) -> LightningCLI:
 
 
 def eval_parser() -> ArgumentParser:
-    """Arguments of ``cpc eval``: a checkpoint, a data module and :func:`evaluate_encoder`'s."""
-    parser = Parser(
-        prog="cpc eval",
-        description="kNN and linear-probe evaluation of a checkpoint's frozen encoder, against "
-        "random-init and raw-pixel baselines. Prints a table and writes a JSON report.",
+    """Arguments of ``cpc eval``: a checkpoint, a data module and
+    :func:`cpc.eval.report.evaluate`'s."""
+    parser = run_parser(
+        "cpc eval",
+        "kNN and linear-probe evaluation of a checkpoint's frozen encoder, against random-init "
+        "and raw-pixel baselines. Prints a table and writes a JSON report.",
     )
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML of these options")
     parser.add_argument(
         "--ckpt_path",
         type=str,
         required=True,
         help="checkpoint of `cpc fit`, or a run folder: its newest last.ckpt",
-    )
-    parser.add_subclass_arguments(
-        ImageDataModule,
-        "data",
-        required=False,
-        help="data module, as in `cpc fit`; default: the one in the run's config.yaml "
-        "(found next to the checkpoint or one or two folders up), whose report section also "
-        "gives the defaults of the evaluation protocol (k, temperature, pooling, ...)",
     )
     parser.add_argument(
         "--out",
@@ -136,8 +134,6 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
     cfg = parser.parse_args(args)
     ckpt = Path(cfg.ckpt_path)
     if ckpt.is_dir():  # a run folder, as python -m cpc.viz takes: its newest last.ckpt
-        from cpc.viz.sample import resolve_checkpoint
-
         ckpt = resolve_checkpoint(ckpt)
     check_checkpoint(ckpt)
     run = run_config(ckpt)
@@ -149,15 +145,8 @@ def eval_main(args: list[str] | None = None) -> dict[str, Any]:
     if report_defaults:  # the run's report settings, unless given on the command line
         parser.set_defaults(report_defaults)
         cfg = parser.parse_args(args)
-    if cfg.data is not None:
-        datamodule = parser.instantiate_classes(cfg).data
-    elif run.get("data"):
-        datamodule = ImageDataModule.from_config(run["data"])
-    else:
-        raise SystemExit(
-            f"cpc eval: error: no config.yaml with a data section near {ckpt}: pass --data "
-            "(e.g. --data cpc.data.FashionMNISTDataModule)"
-        )
+    data = parser.instantiate_classes(cfg).data if cfg.data is not None else None
+    datamodule = run_datamodule(ckpt, data)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     report = evaluate(
         load_encoder(ckpt),

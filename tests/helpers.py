@@ -109,3 +109,19 @@ def load_benchmark(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def evaluate_with(encoder, datamodule, *, baselines=True, device=None, progress=True, **protocol):
+    """:func:`cpc.eval.report.evaluate` with the protocol's fields as keywords (``k=5``, ...)."""
+    from cpc.eval.protocol import EvalProtocol
+    from cpc.eval.report import evaluate
+
+    return evaluate(
+        encoder,
+        datamodule,
+        EvalProtocol(**{k: v for k, v in protocol.items() if k != "cache"}),
+        baselines=baselines,
+        device=device,
+        progress=progress,
+        cache=protocol.get("cache", True),
+    )

@@ -323,31 +323,6 @@ def baseline_rows(
     return rows, False
 
 
-def evaluate_encoder(
-    encoder: nn.Module,
-    datamodule: EvalData,
-    *,
-    baselines: bool = True,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    checkpoint_path: str | None = None,
-    cache: bool = True,
-    **protocol: Any,
-) -> dict[str, Any]:
-    """:func:`evaluate` with the protocol's fields given by keyword (``pooling="full"``, ...);
-    the defaults are :class:`cpc.eval.protocol.EvalProtocol`'s."""
-    return evaluate(
-        encoder,
-        datamodule,
-        EvalProtocol(**protocol),
-        baselines=baselines,
-        device=device,
-        progress=progress,
-        checkpoint_path=checkpoint_path,
-        cache=cache,
-    )
-
-
 def check_eval_data(name: str, datamodule: Any) -> None:
     """Fail early, with one line, when ``datamodule`` cannot be evaluated on."""
     if not isinstance(datamodule, EvalData):

@@ -38,6 +38,7 @@ Shape letters: ``N`` train-bank images, ``Q`` query (test) images, ``F`` feature
 ``k`` neighbours, ``C`` classes (``C`` is also image channels in ``(C, H, W)``).
 """
 
+from cpc.checkpoint import resolve_checkpoint, run_datamodule, run_protocol
 from cpc.viz._common import Panels, save_figure
 from cpc.viz.classes import (
     confusion_matrix,
@@ -61,14 +62,7 @@ from cpc.viz.neighbours import (
     neighbours_figure,
     pick_queries,
 )
-from cpc.viz.sample import (
-    FeatureSample,
-    random_init_like,
-    resolve_checkpoint,
-    run_datamodule,
-    run_protocol,
-    sample_features,
-)
+from cpc.viz.sample import FeatureSample, random_init_like, sample_features
 from cpc.viz.script import main, run
 
 __all__ = [

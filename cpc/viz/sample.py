@@ -2,9 +2,8 @@
 
 :func:`sample_features` gives a :class:`FeatureSample` (query and bank images, labels and every
 encoder's features) that the figure modules take; :func:`random_init_like` is the baseline
-encoder that shows what pretraining bought; :func:`run_datamodule` and :func:`run_protocol`
-are the data module and evaluation settings of the run that wrote a checkpoint (its
-``config.yaml``, :func:`cpc.checkpoint.run_config`), or the data module you name.
+encoder that shows what pretraining bought. The run's checkpoint, data module and protocol
+come from :mod:`cpc.checkpoint`.
 
 cpc.data, cpc.eval and cpc.checkpoint import Lightning (seconds): they are imported in the
 functions below so that the plots stay light.
@@ -15,8 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,7 +23,6 @@ from torch import nn
 if TYPE_CHECKING:  # imports Lightning; the functions below import it when called
     from cpc.data import ImageDataModule
     from cpc.eval.features import Pooling
-    from cpc.eval.protocol import EvalProtocol
 
 log = logging.getLogger(__name__)
 
@@ -50,55 +47,11 @@ class FeatureSample:
     bank_features: dict[str, np.ndarray]
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """``path`` if it is a file, else the newest ``last.ckpt`` (or newest ``*.ckpt``) under it."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    ckpts = sorted(path.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime) if path.is_dir() else []
-    if not ckpts:
-        raise FileNotFoundError(
-            f"no checkpoint at {path}: pass a .ckpt file or a run folder holding one "
-            "(`make run` trains one)"
-        )
-    return ([p for p in ckpts if p.name == "last.ckpt"] or ckpts)[-1]
-
-
 def random_init_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
     """The report's random-init baseline (:func:`cpc.eval.report.random_init`), in eval mode."""
     from cpc.eval.report import random_init
 
     return random_init(encoder, seed).eval()
-
-
-def run_datamodule(
-    ckpt_path: str | Path, data: ImageDataModule | str | Mapping[str, Any] | None = None
-) -> ImageDataModule:
-    """A prepared data module: ``data`` (a data module, or as a config names one: a class path
-    such as ``"cpc.data.MNISTDataModule"`` or ``{"class_path": ..., "init_args": {...}}``), by
-    default the ``data:`` section of the config.yaml of the run that wrote ``ckpt_path``."""
-    from cpc.checkpoint import run_config
-    from cpc.data import ImageDataModule
-
-    if data is None:
-        data = run_config(ckpt_path).get("data")
-        if not data:
-            raise ValueError(
-                f"no config.yaml with a data section near {ckpt_path}: name the data module "
-                "(e.g. cpc.data.FashionMNISTDataModule)"
-            )
-    dm = data if isinstance(data, ImageDataModule) else ImageDataModule.from_config(data)
-    dm.prepare_data()
-    return dm
-
-
-def run_protocol(ckpt_path: str | Path) -> EvalProtocol:
-    """The evaluation settings (``report:`` section) of the run that wrote ``ckpt_path``;
-    the defaults of :class:`cpc.eval.EvalProtocol` where it has none."""
-    from cpc.checkpoint import run_config
-    from cpc.eval.protocol import EvalProtocol
-
-    return EvalProtocol.from_mapping(run_config(ckpt_path).get("report") or {})
 
 
 def sample_features(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from matplotlib.figure import Figure
 
+from cpc.checkpoint import resolve_checkpoint, run_datamodule, run_parser, run_protocol
 from cpc.viz._common import save_figure
 from cpc.viz.classes import (
     confusion_matrix_figure,
@@ -22,13 +23,7 @@ from cpc.viz.curves import find_metrics, plot_training_curves
 from cpc.viz.embedding import Method, embedding_map
 from cpc.viz.labels import run_label_figure
 from cpc.viz.neighbours import neighbours_figure
-from cpc.viz.sample import (
-    random_init_like,
-    resolve_checkpoint,
-    run_datamodule,
-    run_protocol,
-    sample_features,
-)
+from cpc.viz.sample import random_init_like, sample_features
 
 if TYPE_CHECKING:  # imports Lightning; run and main import it when called
     from cpc.data import ImageDataModule
@@ -148,22 +143,10 @@ def main(args: list[str] | None = None) -> dict[str, Path]:
     """``python -m cpc.viz --ckpt_path CKPT --out figures``: the notebook without Jupyter
     (``--help`` lists every option of :func:`run`). The data module is chosen as in ``cpc
     fit`` (``--data cpc.data.MNISTDataModule --data.root data``); default: the run's own."""
-    from jsonargparse import ActionConfigFile
-
-    from cpc.data import ImageDataModule
-    from cpc.run.console import Parser
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # faiss tries its AVX512/AVX2 builds in turn and logs each failed try at INFO
     logging.getLogger("faiss").setLevel(logging.WARNING)
-    parser = Parser(prog="python -m cpc.viz", description=(run.__doc__ or "").split("\n")[0])
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML of these options")
-    parser.add_subclass_arguments(
-        ImageDataModule,
-        "data",
-        required=False,
-        help="data module, as in `cpc fit`; default: the one in the run's config.yaml",
-    )
+    parser = run_parser("python -m cpc.viz", (run.__doc__ or "").split("\n")[0])
     parser.add_function_arguments(run, skip={"data"}, as_group=False)
     init = parser.instantiate_classes(parser.parse_args(args))
     return run(**{key: value for key, value in init.items() if key != "config"})

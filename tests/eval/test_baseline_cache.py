@@ -4,12 +4,12 @@ import faiss
 import numpy as np
 import pytest
 import torch
+from helpers import evaluate_with
 from test_report import PROBE, Stripes
 
 import cpc.eval.baseline_cache as cache_module
 import cpc.eval.report as report_module
 from cpc.eval.baseline_cache import BaselineCache, code_version, fingerprint
-from cpc.eval.report import evaluate_encoder
 from cpc.models.encoder import ResNetEncoder
 
 
@@ -30,7 +30,7 @@ def extractions(monkeypatch):
 def report(encoder, dm=None, **protocol):
     dm = dm or Stripes()
     kwargs = {"k": 5, "probe_kwargs": PROBE, **protocol}
-    return evaluate_encoder(encoder, dm, device="cpu", progress=False, **kwargs)
+    return evaluate_with(encoder, dm, device="cpu", progress=False, **kwargs)
 
 
 def rows(result):

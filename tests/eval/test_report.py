@@ -5,12 +5,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import evaluate_with
 from torch import nn
 
 import cpc.eval.report as report_module
 from cpc.data.datamodule import ImageDataModule
 from cpc.eval.protocol import EvalProtocol
-from cpc.eval.report import Scorer, evaluate_encoder, random_init
+from cpc.eval.report import Scorer, random_init
 from cpc.eval.storage import FeatureRows
 from cpc.models.encoder import PatchEncoder, ResNetEncoder
 
@@ -59,7 +60,7 @@ def test_report_has_every_model_and_metric_and_pixels_solve_the_easy_set(encoder
     dm = Stripes()
     clock = iter([100.0, 112.5])  # evaluate's start and end (a fake clock: exact seconds)
     monkeypatch.setattr(report_module, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
-    report = evaluate_encoder(encoder, dm, k=5, probe_kwargs=PROBE, progress=False)
+    report = evaluate_with(encoder, dm, k=5, probe_kwargs=PROBE, progress=False)
     rows = {"encoder", "encoder_compact", "random_init", "random_init_compact", "pixels"}
     assert set(report) == rows | {"meta"}
     for name in rows:
@@ -95,8 +96,8 @@ def test_test_split_never_influences_selection(encoder):
         baselines=False,
         progress=False,
     )
-    clean = evaluate_encoder(encoder, Stripes(), **kwargs)
-    flipped = evaluate_encoder(encoder, Stripes(flip_test_labels=True), **kwargs)
+    clean = evaluate_with(encoder, Stripes(), **kwargs)
+    flipped = evaluate_with(encoder, Stripes(flip_test_labels=True), **kwargs)
     assert (
         set(clean) == {"encoder", "encoder_compact", "meta"} and clean["meta"]["pixel_dim"] is None
     )
@@ -119,7 +120,7 @@ def test_without_a_test_split_val_is_reported_with_no_selection(encoder):
                 raise ValueError("no test split: set test_root")
             return super().dataset(split)
 
-    report = evaluate_encoder(
+    report = evaluate_with(
         encoder, NoTest(), k=5, probe_kwargs=PROBE, baselines=False, progress=False
     )
     assert report["meta"]["test_split"] == "val"
@@ -151,7 +152,7 @@ def test_compact_rows_score_what_encoder_of_images_returns(encoder):
     dm = Stripes()
     wide = ResNetEncoder(in_channels=1, width=8, pool_size=2)
     wide.load_state_dict(encoder.state_dict())
-    report = evaluate_encoder(wide, dm, k=5, probe_kwargs=PROBE, progress=False, baselines=False)
+    report = evaluate_with(wide, dm, k=5, probe_kwargs=PROBE, progress=False, baselines=False)
     assert report["meta"]["compact_dim"] == 4 * encoder.num_features
     feats, labels = {}, {}
     for split in ("train", "val", "test"):
@@ -167,8 +168,8 @@ def test_memmapped_features_and_an_approximate_index_leave_the_report_unchanged(
     """``memmap`` keeps features on disk; a bank above ``knn_exact_max`` goes through the IVF
     index (one cell at this size, so exact): the numbers stay those of the default path."""
     kwargs = dict(k=5, probe_kwargs=PROBE, baselines=False, progress=False)
-    default = evaluate_encoder(encoder, Stripes(), **kwargs)
-    other = evaluate_encoder(encoder, Stripes(), **kwargs, memmap=True, knn_exact_max=16)
+    default = evaluate_with(encoder, Stripes(), **kwargs)
+    other = evaluate_with(encoder, Stripes(), **kwargs, memmap=True, knn_exact_max=16)
     assert (other["meta"]["memmap"], other["meta"]["knn_exact_max"]) == (True, 16)
     for name in ("encoder", "encoder_compact"):
         assert other[name]["knn"] == default[name]["knn"]
@@ -185,7 +186,7 @@ def test_an_unfitted_compact_projection_is_fitted_on_train_and_scored_as_encoder
     projected = ResNetEncoder(in_channels=1, width=8, pool_size=2, compact_dim=6)
     projected.load_state_dict(encoder.state_dict(), strict=False)  # no projection in `encoder`
     before = copy.deepcopy(projected.state_dict())
-    report = evaluate_encoder(projected, dm, k=5, probe_kwargs=PROBE, progress=False)
+    report = evaluate_with(projected, dm, k=5, probe_kwargs=PROBE, progress=False)
     assert not projected.compact_projection.fitted  # the caller's module is left alone
     assert all(torch.equal(v, before[k]) for k, v in projected.state_dict().items())
     assert report["meta"]["compact_dim"] == 6
@@ -229,7 +230,7 @@ def test_each_image_is_encoded_once_per_model_and_a_fitted_projection_runs_per_b
 
     monkeypatch.setattr(PatchEncoder, "forward_features", counting)
     monkeypatch.setattr(FeatureRows, "append", recording)
-    report = evaluate_encoder(fitted, Stripes(), k=5, probe_kwargs=PROBE, progress=False)
+    report = evaluate_with(fitted, Stripes(), k=5, probe_kwargs=PROBE, progress=False)
     total, train = 48 + 16 + 32, 48
     assert images == {"trained": total, "random init": total}
     # mean-pooled rows of both models, compact rows (all of the trained model's, the random
@@ -249,7 +250,7 @@ def test_one_knn_index_per_row(encoder, monkeypatch):
         return original(bank, *args, **kwargs)
 
     monkeypatch.setattr(knn_module, "build_index", counting)
-    report = evaluate_encoder(
+    report = evaluate_with(
         encoder, Stripes(), k=5, probe_kwargs=PROBE, progress=False, baselines=False
     )
     assert banks == [48, 48]  # encoder, encoder compact

@@ -134,8 +134,8 @@ def test_eval_of_a_checkpoint_away_from_its_run_folder(monkeypatch, capsys, tmp_
     (tmp_path / "a" / "b" / "c").mkdir(parents=True)
     path = lightning_checkpoint(tmp_path / "a" / "b" / "c" / "copied.ckpt", global_step=2)
     code, line = cpc(monkeypatch, capsys, "eval", f"--ckpt_path={path}")
-    assert code == 1 and line == (
-        f"cpc eval: error: no config.yaml with a data section near {path}: pass --data "
+    assert code == 1 and line.startswith(
+        f"cpc: error: no config.yaml with a data section near {path}: pass --data "
         "(e.g. --data cpc.data.FashionMNISTDataModule)"
     )
 
