@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import inspect
 import json
 import statistics
@@ -342,12 +343,13 @@ def run(method: str, seed: int, args: argparse.Namespace, protocol: EvalProtocol
         )
     if method == "supervised_small_cnn":
         cnn = SmallCNN()
+        plain = dataclasses.replace(protocol, compact=False)  # its 128-d feature only
         return supervised(
             cnn,
             cnn.num_features,
             "mean",
             args.minutes,
-            protocol,
+            plain,
             seed,
             config,
             "image",
