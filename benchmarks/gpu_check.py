@@ -9,7 +9,10 @@ validation, no checkpoints) in this process. Columns: the last logged ``train/im
 and ``train/mfu`` (rolling over the last ``--window`` steps, so a compiled row's warm-up is
 left out; the MFU is against the measured matmul rate at that precision, printed below the
 table), the fit's wall time (compilation included), the peak memory (CUDA: allocated by torch
-on the device; CPU: the process's peak RSS so far), and the end-of-fit report's seconds for the
+on the device; CPU: the process's peak RSS so far) next to the step's peak that
+``cpc fit`` estimated before the first step (:func:`cpc.run.step_memory.step_bytes`, which refuses
+batches that do not fit: its constants were fitted on CPU RSS, this column checks them on the
+GPU), and the end-of-fit report's seconds for the
 rows of ``--report-precisions`` when compile is off (the baselines' features are cached after
 the first). ``benchmarks/gpu_check.sh`` runs it on a fresh machine.
 """
@@ -29,10 +32,20 @@ import torch
 
 from cpc.cli import cli_main
 from cpc.eval.callbacks import EvaluationReport
+from cpc.run.step_memory import step_bytes, step_shape
 from cpc.run.throughput import compute_dtype, matmul_flops
 
 ROOT = Path(__file__).resolve().parent.parent
-COLUMNS = ["precision", "compile", "images/s", "MFU %", "fit s", "peak memory GB", "report s"]
+COLUMNS = [
+    "precision",
+    "compile",
+    "images/s",
+    "MFU %",
+    "fit s",
+    "peak memory GB",
+    "estimated step GB",
+    "report s",
+]
 
 
 def fit_row(args: argparse.Namespace, precision: str, compile: bool, extra: list[str]) -> dict:
@@ -77,6 +90,7 @@ def fit_row(args: argparse.Namespace, precision: str, compile: bool, extra: list
         "MFU %": None if "train/mfu" not in last else 100 * last["train/mfu"],
         "fit s": seconds,
         "peak memory GB": peak_memory_gb(args.device),
+        "estimated step GB": estimated_step_gb(cli.model, cli.datamodule),
         "report s": report_s,
     }
 
@@ -100,6 +114,12 @@ def peak_memory_gb(device: str) -> float:
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 1e9
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+
+
+def estimated_step_gb(model: Any, datamodule: Any) -> float | None:
+    """The step peak ``cpc fit`` estimated before its first step (None when not estimable)."""
+    shape = step_shape(model, datamodule)
+    return None if shape is None else step_bytes(shape) / 1e9
 
 
 def cell(value: Any) -> str:

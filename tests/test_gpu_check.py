@@ -31,6 +31,7 @@ def test_gpu_check_prints_one_row_per_fit(tiny_folder, tmp_path, capsys, monkeyp
     steps_per_sec = rows[0]["images/s"] / 8  # data.batch_size, drop_last
     assert rows[0]["MFU %"] == pytest.approx(100 * steps_per_sec * flops / peak, rel=1e-5)
     assert rows[0]["report s"] is None  # not asked for this precision
+    assert rows[0]["estimated step GB"] > 0  # the step-memory estimate, next to the measured peak
     table = (tmp_path / "table.md").read_text().splitlines()
     assert table[2] == "| " + " | ".join(gpu_check.COLUMNS) + " |"
     assert table[4].startswith("| 32-true | False | ") and "matmul rate" in table[-1]
