@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.datasets import FashionMNIST
 
-from cpc.eval.knn import knn_accuracy
+from cpc.eval.knn import KNN
 from cpc.eval.linear_probe import linear_probe
+from cpc.eval.protocol import EvalProtocol
 from cpc.models.augment import PatchAugment
 from cpc.models.context import TransformerContext
 from cpc.models.encoder import ResNetEncoder
@@ -150,8 +151,12 @@ def pools(grid: torch.Tensor, context: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def score(train_f, train_y, val_f, val_y) -> dict[str, float]:
-    knn_std = knn_accuracy(train_f, train_y, val_f, val_y, 10, standardize=True)["top1"]
-    knn_raw = knn_accuracy(train_f, train_y, val_f, val_y, 10, standardize=False)["top1"]
+    knn_std, knn_raw = (
+        KNN(EvalProtocol(knn_standardize=standardize))
+        .fit(train_f, train_y, 10)
+        .accuracy(val_f, val_y)["top1"]
+        for standardize in (True, False)
+    )
     probe = linear_probe(train_f, train_y, val_f, val_y, val_f, val_y, 10, weight_decays=(1e-4,))
     return {"knn": 100 * knn_std, "knn_raw": 100 * knn_raw, "linear": 100 * probe["val_top1"]}
 

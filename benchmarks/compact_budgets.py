@@ -19,7 +19,7 @@ import torch
 from cpc.checkpoint import load_encoder
 from cpc.data import FashionMNISTDataModule
 from cpc.eval.features import COMPACT_FIT_IMAGES, extract_features, pixel_features
-from cpc.eval.knn import knn_accuracy
+from cpc.eval.knn import KNN
 from cpc.eval.label_efficiency import budget_rows
 from cpc.eval.linear_probe import linear_probe
 from cpc.eval.protocol import EvalProtocol
@@ -34,10 +34,7 @@ def scores(train, train_y, val, val_y, protocol: EvalProtocol, classes: int) -> 
         f"{100 * r['knn']['val_top1']:.1f} / {100 * r['linear']['val_top1']:.1f}"
         for r in rows.values()
     ]
-    p = protocol
-    knn = knn_accuracy(
-        train, train_y, val, val_y, classes, p.k, p.temperature, standardize=True, pca=p.knn_pca
-    )["top1"]
+    knn = KNN(protocol).fit(train, train_y, classes).accuracy(val, val_y)["top1"]
     probe = linear_probe(train, train_y, val, val_y, val, val_y, classes)["val_top1"]
     return [*cells, f"{100 * knn:.1f} / {100 * probe:.1f}"]
 

@@ -17,8 +17,9 @@ import torch
 from cpc.checkpoint import load_encoder
 from cpc.data import FashionMNISTDataModule
 from cpc.eval.features import extract_features
-from cpc.eval.knn import knn_accuracy
+from cpc.eval.knn import KNN
 from cpc.eval.linear_probe import linear_probe
+from cpc.eval.protocol import EvalProtocol
 from cpc.models.projection import WhitenedPCA
 
 
@@ -38,7 +39,8 @@ def main() -> None:
         keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:size]
         whiten = WhitenedPCA(args.dim).fit(train[keep])
         a, b = whiten(train), whiten(val)
-        knn = knn_accuracy(a, train_y, b, val_y, data.num_classes, 20, 0.07)["top1"]
+        knn = KNN(EvalProtocol(knn_standardize=False)).fit(a, train_y, data.num_classes)
+        knn = knn.accuracy(b, val_y)["top1"]
         probe = linear_probe(a, train_y, b, val_y, b, val_y, data.num_classes)
         print(f"| {min(size, len(train))} | {100 * knn:.2f} | {100 * probe['val_top1']:.2f} |")
 

@@ -5,7 +5,7 @@
 
 Random features of the sizes the report uses (``mean`` pooling: 64 values, ``grid``: 256,
 ``full``: 2304 for the default encoder on 28x28 images), 10 classes. Times one call of
-:func:`cpc.eval.knn.knn_accuracy` per backend (features standardised, as the report does) and of
+:class:`cpc.eval.knn.KNN` per backend (features standardised, as the report does) and of
 :func:`cpc.eval.linear_probe.linear_probe` with its default sweep (3 weight decays x 10 epochs),
 and prints a markdown table. Feature extraction is not included (see ``cpc eval``'s progress
 bar: it depends on the encoder).
@@ -18,8 +18,13 @@ import time
 
 import torch
 
-from cpc.eval.knn import knn_accuracy
+from cpc.eval.knn import KNN
 from cpc.eval.linear_probe import linear_probe
+
+
+def knn_accuracy(backend, bank, bank_y, query, query_y) -> dict[str, float]:
+    """The report's kNN (features standardised) of one backend."""
+    return KNN(backend=backend).fit(bank, bank_y, 10).accuracy(query, query_y)
 
 
 def seconds(fn, *args, **kwargs) -> float:
@@ -46,9 +51,7 @@ def main() -> None:
         query, query_y = torch.randn(args.queries, dim), torch.randint(0, 10, (args.queries,))
         val, val_y = torch.randn(args.val, dim), torch.randint(0, 10, (args.val,))
         knn = {
-            backend: seconds(
-                knn_accuracy, bank, bank_y, query, query_y, 10, backend=backend, standardize=True
-            )
+            backend: seconds(knn_accuracy, backend, bank, bank_y, query, query_y)
             for backend in ("faiss", "torch")
         }
         probe = "-"

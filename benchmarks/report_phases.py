@@ -2,8 +2,8 @@
 
     python benchmarks/report_phases.py --ckpt_path runs/.../checkpoints/last.ckpt --progress false
 
-Takes ``cpc eval``'s arguments. Wraps the report's phases (feature extraction, kNN, linear probe;
-names in :mod:`cpc.eval.report`) and prints, per phase: calls, wall seconds, CPU seconds (the
+Takes ``cpc eval``'s arguments. Wraps the report's phases (feature extraction, the kNN's index
+and search, the linear probe) and prints, per phase: calls, wall seconds, CPU seconds (the
 process's, so a busy machine inflates wall time far more than CPU time: compare runs by CPU
 shares), and the peak RSS seen while the phase ran (sampled every 20 ms). Run it twice with the
 same ``$CPC_CACHE``: the second run scores only the trained encoder (baselines cached).
@@ -19,8 +19,15 @@ from collections.abc import Callable
 
 import cpc.eval.report as report
 from cpc.cli import eval_main
+from cpc.eval.knn import KNN
 
-PHASES = ("extract_splits", "knn_accuracies", "linear_probe")
+#: phase name -> (owner, attribute) of the function it times
+PHASES = {
+    "extract_splits": (report, "extract_splits"),
+    "knn fit": (KNN, "fit"),
+    "knn accuracy": (KNN, "accuracy"),
+    "linear_probe": (report, "linear_probe"),
+}
 totals: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0, 0.0])
 peak_mb: dict[str, int] = collections.defaultdict(int)
 running = ["(between phases)"]
@@ -55,8 +62,8 @@ def timed(name: str, fn: Callable) -> Callable:
 
 
 def main() -> None:
-    for name in PHASES:
-        setattr(report, name, timed(name, getattr(report, name)))
+    for name, (owner, attribute) in PHASES.items():
+        setattr(owner, attribute, timed(name, getattr(owner, attribute)))
     threading.Thread(target=sample_rss, daemon=True).start()
     wall, cpu = time.perf_counter(), time.process_time()
     eval_main(sys.argv[1:])

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.utils.data import DataLoader
 
 from cpc.eval.features import extract_features, subset_loader
-from cpc.eval.knn import knn_accuracy
+from cpc.eval.knn import KNN
 from cpc.eval.protocol import EvalProtocol
 from cpc.eval.report import check_eval_data, evaluate
 from cpc.eval.report_io import format_report, write_report
@@ -35,7 +35,7 @@ class OnlineKNN(L.Callback):
     After every ``every_n_epochs``-th validation run (sanity checks excluded) the encoder's
     pooled features are extracted for a fixed, seeded subset of at most ``bank_size``
     images of the eval ``"train"`` split (the memory bank) and for the whole val split (the
-    queries), and the weighted kNN vote of :func:`cpc.eval.knn.knn_accuracy` classifies the
+    queries), and the weighted kNN vote of :class:`cpc.eval.knn.KNN` classifies the
     queries. A fixed bank keeps the curve comparable across epochs.
 
     Distributed training: every rank computes the same number on the full, unsharded eval
@@ -97,19 +97,8 @@ class OnlineKNN(L.Callback):
         val_f, val_y = extract_features(
             encoder, datamodule.eval_dataloader("val"), p.pooling, device=device, progress=False
         )
-        scores = knn_accuracy(
-            bank_f,
-            bank_y,
-            val_f,
-            val_y,
-            datamodule.num_classes,
-            p.k,
-            p.temperature,
-            standardize=p.knn_standardize,
-            pca=p.knn_pca,
-            exact_max=p.knn_exact_max,
-        )
-        return scores["top1"]
+        knn = KNN(p).fit(bank_f, bank_y, datamodule.num_classes)
+        return knn.accuracy(val_f, val_y)["top1"]
 
     def _bank(self, datamodule: Any) -> DataLoader:
         """Loader over a seeded subset of the eval "train" split, built once per data module."""

@@ -1,38 +1,31 @@
 """Weighted k-nearest-neighbour classifier on frozen features (the DINO protocol).
 
 Wu et al. (2018), "Unsupervised Feature Learning via Non-Parametric Instance Discrimination",
-as used by DINO (Caron et al., 2021, ``eval_knn.py``): features are L2-normalised, each query
-takes its ``k`` most cosine-similar training features, and neighbour ``i`` votes for its label
-with weight ``exp(s_i / T)``. The class with the largest summed vote wins.
+as DINO uses it (``eval_knn.py``): features are L2-normalised, each query takes its ``k`` most
+cosine-similar bank features, and neighbour ``i`` votes for its label with weight
+``exp(s_i / T)``. With the protocol's ``knn_standardize`` each feature is first standardised
+with the bank's mean and std, as the linear probe's inputs are, so that every dimension counts
+in the cosine, not only the largest ones; with ``knn_pca`` both sides are first projected onto
+the bank's top principal components.
 
-Optionally (``standardize=True``, what the evaluation report uses) each feature is first
-standardised with the training set's mean and std, as the linear probe's inputs are. Cosine
-similarity of raw features is dominated by the few dimensions of largest magnitude; after
-standardisation every dimension counts alike (its effect on Fashion-MNIST:
-``docs/results.md#ablations-what-each-choice-buys``).
+One object, built from the evaluation protocol, fitted once on a bank, asked many times::
 
-Two backends share one signature and give the same scores (ties aside): ``"faiss"``
-(:func:`cpc.eval.index.build_index`: an exact ``IndexFlatIP`` for banks up to ``exact_max`` rows,
-an IVF index of recall@20 >= 0.95 above; on the GPU when faiss has GPU support) and ``"torch"``,
-a chunked brute-force matmul that serves as the reference. The faiss backend standardises,
-normalises and indexes the bank in chunks, so a bank in a memory-mapped file
-(:func:`cpc.eval.features.extract_feature_sets` with ``memmap=True``) is not copied whole.
+    knn = KNN(protocol).fit(train_features, train_labels, num_classes=10)  # (N, D), (N,)
+    knn.predict(test_features)  # (Q, C) class scores
+    knn.accuracy(test_features, test_labels)  # {"top1": ..., "top5": ...}
+    knn.neighbours(test_features, k=8)  # (Q, 8) similarities and bank indices
 
-Shape letters: ``N`` training features, ``Q`` queries, ``D`` feature dim, ``C`` classes,
-``k`` neighbours.
+Two backends give the same scores (ties aside): ``"faiss"`` (:mod:`cpc.eval.index`: exact up to
+``knn_exact_max`` bank rows, IVF above; on the GPU when faiss has GPU support) and ``"torch"``, a
+chunked brute-force matmul, the reference. The bank is transformed chunk by chunk, so a bank in
+a memory-mapped file is not copied whole.
 
-:func:`knn_neighbours` is the search alone (the neighbours' indices and similarities), which
-:func:`knn_predict` turns into votes.
-
-Example:
-    >>> scores = knn_predict(train_f, train_y, test_f, num_classes=10)  # (Q, C)
-    >>> knn_accuracy(train_f, train_y, test_f, test_y, num_classes=10)
-    {'top1': 0.87, 'top5': 0.99}
+Shape letters: ``N`` bank rows, ``Q`` queries, ``D`` feature dim, ``C`` classes, ``k``
+neighbours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -43,323 +36,122 @@ from cpc.eval.index import CHUNK, Transform, build_index, search_index
 from cpc.eval.protocol import EvalProtocol
 from cpc.models.projection import principal_components
 
-DEFAULT = EvalProtocol()  # k and temperature default to the evaluation protocol's
-
 Backend = Literal["faiss", "torch"]
 
-#: queries per similarity chunk of the torch backend
+#: queries per similarity chunk of the torch backend (its memory: QUERY_BATCH x N floats)
 QUERY_BATCH = 4096
 
 
-def knn_predict(
-    train_features: torch.Tensor,
-    train_labels: torch.Tensor,
-    query_features: torch.Tensor,
-    num_classes: int,
-    k: int = DEFAULT.k,
-    temperature: float = DEFAULT.temperature,
-    backend: Backend = "faiss",
-    batch_size: int = QUERY_BATCH,
-    standardize: bool = False,
-    exact_max: int = DEFAULT.knn_exact_max,
-    pca: int = 0,
-) -> torch.Tensor:
-    """Class scores of a temperature-weighted kNN vote.
-
-    Defaults follow DINO: ``k=20`` neighbours and ``T=0.07``. DINO reports that 20 neighbours
-    is consistently better than 10, 100 or 200; a small ``T`` (the InfoNCE temperature of
-    Wu et al.) makes the nearest few neighbours dominate the vote while far ones still break
-    ties, so the result is robust to ``k``. ``T -> inf`` is a plain majority vote and
-    ``T -> 0`` is 1-NN.
+class KNN:
+    """The temperature-weighted kNN vote of a protocol (``k``, ``temperature``,
+    ``knn_standardize``, ``knn_pca``, ``knn_exact_max``); :meth:`fit` a bank, then
+    :meth:`predict`, :meth:`accuracy` or :meth:`neighbours` of any number of query sets.
 
     The vote of query ``q`` for class ``c`` is ``sum_{i in topk(q), y_i = c} exp(s_i / T)``,
-    here divided by ``exp(max_i s_i / T)`` so that it cannot overflow for small ``T``. This
-    per-query factor changes neither the ranking of classes nor their normalised
-    probabilities; the nearest neighbour's weight is 1 and every score lies in ``[0, k]``.
-
-    Args:
-        train_features: features of the labelled set; normalised here, need not be beforehand.
-        train_labels: integer labels in ``[0, num_classes)``.
-        query_features: features to classify, same dim ``D`` as the training features.
-        num_classes: number of classes ``C``.
-        k: neighbours per query. If larger than ``N`` it is clipped to ``N`` (every training
-            feature votes), so tiny labelled sets still work.
-        temperature: ``T > 0`` in ``exp(s / T)``.
-        backend: ``"faiss"`` (fast; on the GPU when faiss has GPU support) or ``"torch"``
-            (exact brute force on the features' device; the reference).
-        batch_size: queries per similarity chunk of the torch backend, bounding its memory to
-            ``batch_size * N`` floats. Faiss blocks internally and ignores it.
-        standardize: subtract the training features' mean and divide by their std
-            (:func:`cpc.eval.features.standardization`) before normalising; see the module
-            docstring.
-        exact_max: the faiss backend searches banks of up to ``exact_max`` rows exactly and
-            larger ones with an approximate IVF index (:mod:`cpc.eval.index`).
-        pca: if > 0 and below ``D``, both sets are first projected onto the bank's top ``pca``
-            principal components (:func:`cpc.models.projection.principal_components`); with
-            ``standardize`` that is PCA whitening.
-
-    Returns:
-        Scores ``(Q, C)`` (float32, on the queries' device); ``argmax(dim=1)`` is the
-        prediction.
-
-    Shape:
-        - train_features: ``(N, D)``
-        - train_labels: ``(N,)``
-        - query_features: ``(Q, D)``
-        - output: ``(Q, C)``
+    divided by the nearest neighbour's weight so that it cannot overflow for small ``T``
+    (the ranking is unchanged; every score lies in ``[0, k]``). ``T -> inf`` is a majority
+    vote, ``T -> 0`` is 1-NN. A ``k`` above the bank size is clipped to it.
 
     Raises:
-        ValueError: on mismatched shapes, an empty training set, labels outside
-            ``[0, num_classes)``, non-finite features, ``k < 1``, ``temperature <= 0`` or an
-            unknown backend.
+        ValueError: one line naming the first bad argument: ``k < 1``, ``temperature <= 0``,
+            an unknown backend, a bank that is empty, not 2-D or not finite, labels of the
+            wrong shape, type or range, queries of another feature dim.
     """
-    return _predict(
-        train_features,
-        train_labels,
-        [query_features],
-        num_classes,
-        k,
-        temperature,
-        backend,
-        batch_size,
-        standardize,
-        exact_max,
-        pca,
-    )[0]
 
+    def __init__(
+        self,
+        protocol: EvalProtocol | None = None,
+        backend: Backend = "faiss",
+        batch_size: int = QUERY_BATCH,
+    ) -> None:
+        protocol = protocol or EvalProtocol()
+        if protocol.k < 1:
+            raise ValueError(f"k must be >= 1, got {protocol.k}")
+        if not protocol.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {protocol.temperature}")
+        if backend not in ("faiss", "torch"):
+            raise ValueError(f"backend must be 'faiss' or 'torch', got {backend!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.protocol, self.backend, self.batch_size = protocol, backend, batch_size
+        self.labels: torch.Tensor | None = None
 
-def _predict(
-    train_features: torch.Tensor,
-    train_labels: torch.Tensor,
-    query_sets: Sequence[torch.Tensor],
-    num_classes: int,
-    k: int,
-    temperature: float,
-    backend: Backend,
-    batch_size: int,
-    standardize: bool,
-    exact_max: int,
-    pca: int = 0,
-) -> list[torch.Tensor]:
-    """:func:`knn_predict` of each query set ``(Q_i, D)``: scores ``(Q_i, C)``, one search of
-    one bank (projected, standardised, normalised and indexed once)."""
-    for query_features in query_sets:
-        _check_features(train_features, query_features)
-    _check_inputs(train_features, train_labels, query_sets, num_classes, k, temperature)
-    k = min(k, train_features.shape[0])
-    scores = []
-    for query_features, (sims, indices) in zip(
-        query_sets,
-        _search(train_features, query_sets, k, backend, batch_size, standardize, exact_max, pca),
-        strict=True,
-    ):
-        weights = torch.exp((sims - sims[:, :1]) / temperature)  # (Q, k), nearest has weight 1
-        device = query_features.device
-        neighbour_labels = train_labels.to(device, torch.long)[indices]  # (Q, k)
-        votes = torch.zeros(query_features.shape[0], num_classes, device=device)
-        scores.append(votes.scatter_add_(1, neighbour_labels, weights))  # (Q, C)
-    return scores
+    def fit(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        num_classes: int | None = None,
+    ) -> KNN:
+        """Index the bank ``features (N, D)``; ``labels (N,)`` (integers in
+        ``[0, num_classes)``; ``num_classes`` defaults to the largest label + 1) are needed
+        for :meth:`predict` and :meth:`accuracy`, not for :meth:`neighbours`."""
+        _check_bank(features)
+        if labels is not None:
+            num_classes = _check_labels(labels, len(features), num_classes)
+        self.labels, self.num_classes, self.dim = labels, num_classes, features.shape[1]
+        self.size = len(features)
+        self._project = _pca_projection(features, self.protocol.knn_pca)
+        features = self._project(features)  # (N, D') with D' = knn_pca when it applies
+        self._cosine = cosine_transform(features, self.protocol.knn_standardize)
+        if self.backend == "faiss":
+            self._index = build_index(features, self._cosine, exact_max=self.protocol.knn_exact_max)
+        else:
+            self._bank = self._cosine(features)  # (N, D') unit rows
+        return self
 
+    def neighbours(
+        self, queries: torch.Tensor, k: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each query's ``k`` (default: the protocol's, clipped to ``N``) most cosine-similar
+        bank rows, nearest first: similarities ``(Q, k)`` float32 and bank indices ``(Q, k)``
+        int64, on the queries' device."""
+        if not hasattr(self, "_cosine"):
+            raise RuntimeError("KNN.fit(bank) must come before searching it")
+        k = min(self.protocol.k, self.size) if k is None else k
+        if not 1 <= k <= self.size:
+            raise ValueError(f"k must be in [1, {self.size}] (the bank size), got {k}")
+        _check_queries(queries, self.dim)
+        projected = self._project(queries)  # (Q, D')
+        if self.backend == "faiss":
+            sims, indices = search_index(self._index, projected, k, self._cosine)
+        else:
+            sims, indices = _search_torch(self._bank, self._cosine(projected), k, self.batch_size)
+        return sims.to(queries.device), indices.to(queries.device)
 
-def knn_neighbours(
-    train_features: torch.Tensor,
-    query_features: torch.Tensor,
-    k: int = DEFAULT.k,
-    backend: Backend = "faiss",
-    batch_size: int = QUERY_BATCH,
-    standardize: bool = False,
-    exact_max: int = DEFAULT.knn_exact_max,
-    pca: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each query's ``k`` most cosine-similar training features, nearest first: the search
-    behind :func:`knn_predict`, for anyone who wants the neighbours themselves.
+    def predict(self, queries: torch.Tensor) -> torch.Tensor:
+        """Class scores ``(Q, C)`` (float32, on the queries' device) of the weighted vote;
+        ``argmax(dim=1)`` is the prediction."""
+        if self.labels is None:
+            raise RuntimeError("KNN.fit(bank, labels) must be given labels to predict")
+        sims, indices = self.neighbours(queries)  # (Q, k) each
+        weights = torch.exp((sims - sims[:, :1]) / self.protocol.temperature)  # nearest: 1
+        neighbour_labels = self.labels.to(queries.device, torch.long)[indices]  # (Q, k)
+        votes = torch.zeros(len(queries), self.num_classes, device=queries.device)
+        return votes.scatter_add_(1, neighbour_labels, weights)  # (Q, C)
 
-    Args:
-        train_features, query_features, backend, batch_size, standardize, exact_max, pca: as
-            in :func:`knn_predict`.
-        k: neighbours per query, in ``[1, N]``.
-
-    Returns:
-        ``(similarities, indices)``: cosine similarities (float32) and row indices into
-        ``train_features`` (int64), on the queries' device.
-
-    Shape:
-        - train_features: ``(N, D)``; query_features: ``(Q, D)``
-        - output: ``(Q, k)`` each
-
-    Raises:
-        ValueError: on features that are not 2-D or differ in ``D``, ``k`` outside
-            ``[1, N]``, ``batch_size < 1`` or an unknown backend.
-    """
-    _check_features(train_features, query_features)
-    return _search(
-        train_features, [query_features], k, backend, batch_size, standardize, exact_max, pca
-    )[0]
-
-
-def _search(
-    train_features: torch.Tensor,
-    query_sets: Sequence[torch.Tensor],
-    k: int,
-    backend: Backend,
-    batch_size: int,
-    standardize: bool,
-    exact_max: int,
-    pca: int = 0,
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """:func:`knn_neighbours` of each query set, the bank projected (``pca``), transformed and
-    indexed once."""
-    if not 1 <= k <= len(train_features):
-        raise ValueError(f"k must be in [1, {len(train_features)}] (the bank size), got {k}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if backend not in ("faiss", "torch"):
-        raise ValueError(f"backend must be 'faiss' or 'torch', got {backend!r}")
-    if 0 < pca < train_features.shape[1]:
-        mean, basis, _ = principal_components(train_features.float(), pca)  # (D,), (D, pca)
-        train_features = _project(train_features, mean, basis)  # (N, pca)
-        query_sets = [_project(query, mean, basis) for query in query_sets]  # (Q, pca) each
-    cosine = cosine_transform(train_features, standardize)
-    if backend == "faiss":
-        index = build_index(train_features, cosine, exact_max=exact_max)
-        found = [search_index(index, query, k, cosine) for query in query_sets]
-    else:
-        bank = cosine(train_features)
-        found = [_search_torch(bank, cosine(query), k, batch_size) for query in query_sets]
-    return [  # (Q, k) each, on the queries' device
-        (sims.to(query.device), indices.to(query.device))
-        for query, (sims, indices) in zip(query_sets, found, strict=True)
-    ]
-
-
-def knn_accuracy(
-    train_features: torch.Tensor,
-    train_labels: torch.Tensor,
-    query_features: torch.Tensor,
-    query_labels: torch.Tensor,
-    num_classes: int,
-    k: int = DEFAULT.k,
-    temperature: float = DEFAULT.temperature,
-    backend: Backend = "faiss",
-    standardize: bool = False,
-    pca: int = 0,
-    exact_max: int = DEFAULT.knn_exact_max,
-) -> dict[str, float]:
-    """Top-1 and top-5 accuracy of :func:`knn_predict`, as fractions in ``[0, 1]``.
-
-    ``top5`` is the top-``min(5, C)`` accuracy, so it is 1.0 when ``C <= 5`` (the true label is
-    always among the 5 best of at most 5 classes). Classes that received no vote tie at 0 and
-    may fill the last top-5 slots in any order.
-
-    Args:
-        train_features, train_labels, query_features, num_classes, k, temperature, backend,
-        standardize, exact_max: as in :func:`knn_predict`.
-        query_labels: true labels of the queries.
-        pca: if > 0 and below ``D``, both sets are first projected onto the bank's top ``pca``
-            principal components (:func:`cpc.models.projection.principal_components`); with
-            ``standardize`` that is PCA whitening.
-
-    Returns:
-        ``{"top1": float, "top5": float}``.
-
-    Shape:
-        - query_labels: ``(Q,)``; the rest as in :func:`knn_predict`.
-    """
-    queries = {"query": (query_features, query_labels)}
-    return knn_accuracies(
-        train_features,
-        train_labels,
-        queries,
-        num_classes,
-        k,
-        temperature,
-        backend,
-        standardize,
-        pca,
-        exact_max,
-    )["query"]
-
-
-def knn_accuracies(
-    train_features: torch.Tensor,
-    train_labels: torch.Tensor,
-    queries: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-    num_classes: int,
-    k: int = DEFAULT.k,
-    temperature: float = DEFAULT.temperature,
-    backend: Backend = "faiss",
-    standardize: bool = False,
-    pca: int = 0,
-    exact_max: int = DEFAULT.knn_exact_max,
-) -> dict[str, dict[str, float]]:
-    """:func:`knn_accuracy` of several query sets against one bank, which is projected
-    (``pca``), standardised, normalised and indexed once: ``{name: {"top1", "top5"}}`` for
-    ``queries = {name: (features (Q, D), labels (Q,))}`` (e.g. the test and val splits).
-    """
-    for name, (query_features, query_labels) in queries.items():
-        if query_labels.shape != (query_features.shape[0],):
+    def accuracy(self, queries: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """``{"top1", "top5"}`` fractions of :meth:`predict` against ``labels (Q,)``;
+        ``top5`` is top-``min(5, C)`` (1.0 when ``C <= 5``)."""
+        if labels.shape != (len(queries),):
             raise ValueError(
-                f"query_labels must have shape ({query_features.shape[0]},) to match "
-                f"query_features, got {tuple(query_labels.shape)} ({name})"
+                f"query labels must have shape ({len(queries)},) to match the queries, got "
+                f"{tuple(labels.shape)}"
             )
-        if query_features.shape[0] == 0:
-            raise ValueError(f"query set is empty ({name}): accuracy is undefined")
-    query_sets = [features for features, _ in queries.values()]
-    scores = _predict(
-        train_features,
-        train_labels,
-        query_sets,
-        num_classes,
-        k,
-        temperature,
-        backend,
-        QUERY_BATCH,
-        standardize,
-        exact_max,
-        pca,  # fitted on the bank once for every query set
-    )
-    return {
-        name: _accuracy(score, labels, num_classes)
-        for (name, (_, labels)), score in zip(queries.items(), scores, strict=True)
-    }
+        if len(queries) == 0:
+            raise ValueError("the query set is empty: accuracy is undefined")
+        scores = self.predict(queries)  # (Q, C)
+        top = scores.topk(min(5, self.num_classes), dim=1).indices  # (Q, 5), best first
+        hits = top == labels.to(top.device, torch.long)[:, None]  # (Q, 5)
+        return {
+            "top1": hits[:, 0].float().mean().item(),
+            "top5": hits.any(dim=1).float().mean().item(),
+        }
 
 
-def _project(features: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """``(x - mean) @ basis`` of ``features`` ``(n, D)``, ``CHUNK // 8`` rows at a time (no
-    centred copy of the whole set): ``(n, pca)`` float32 on the features' device."""
-    mean, basis = mean.to(features.device), basis.to(features.device)
-    return torch.cat([(rows.float() - mean) @ basis for rows in features.split(CHUNK // 8)])
-
-
-def _accuracy(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, float]:
-    """Top-1 and top-``min(5, C)`` accuracy of scores ``(Q, C)`` against labels ``(Q,)``."""
-    top = scores.topk(min(5, num_classes), dim=1).indices  # (Q, 5), best first
-    hits = top == labels.to(top.device, torch.long)[:, None]  # (Q, 5)
-    return {
-        "top1": hits[:, 0].float().mean().item(),
-        "top5": hits.any(dim=1).float().mean().item(),
-    }
-
-
-def _search_torch(
-    train: torch.Tensor, query: torch.Tensor, k: int, batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-``k`` inner products by chunked matmul: ``(Q, k)`` sims and indices."""
-    query = query.to(train.device)
-    sims, indices = [], []
-    for chunk in query.split(batch_size):
-        top = (chunk @ train.T).topk(k, dim=1)  # (b, N) -> (b, k)
-        sims.append(top.values)
-        indices.append(top.indices)
-    if not sims:  # no queries
-        return query.new_zeros(0, k), torch.zeros(0, k, dtype=torch.long, device=train.device)
-    return torch.cat(sims), torch.cat(indices)
-
-
-def cosine_transform(train: torch.Tensor, standardize: bool) -> Transform:
-    """Rows ``(n, D)`` -> float32 unit rows ``(n, D)``, first standardised with ``train``'s
+def cosine_transform(bank: torch.Tensor, standardize: bool) -> Transform:
+    """Rows ``(n, D)`` -> float32 unit rows ``(n, D)``, first standardised with ``bank``'s
     mean and std when ``standardize``: applied chunk by chunk to the bank and the queries."""
-    mean, std = standardization(train) if standardize else (None, None)  # (D,) each
+    mean, std = standardization(bank) if standardize else (None, None)  # (D,) each
 
     def transform(rows: torch.Tensor) -> torch.Tensor:
         rows = rows.float()
@@ -370,50 +162,66 @@ def cosine_transform(train: torch.Tensor, standardize: bool) -> Transform:
     return transform
 
 
-def _check_inputs(
-    train_features: torch.Tensor,
-    train_labels: torch.Tensor,
-    query_sets: Sequence[torch.Tensor],
-    num_classes: int,
-    k: int,
-    temperature: float,
-) -> None:
-    """Raise a one-line ValueError naming the first bad argument."""
-    if train_features.shape[0] == 0:
-        raise ValueError("train_features is empty: kNN needs at least one labelled feature")
-    if train_labels.shape != (train_features.shape[0],):
+def _pca_projection(bank: torch.Tensor, dims: int) -> Transform:
+    """``(n, D) -> (n, dims)``: onto ``bank``'s top ``dims`` principal components, ``CHUNK // 8``
+    rows at a time; the identity when ``dims`` is 0 or not below ``D``."""
+    if not 0 < dims < bank.shape[1]:
+        return lambda rows: rows
+    mean, basis, _ = principal_components(bank.float(), dims)  # (D,), (D, dims)
+
+    def project(rows: torch.Tensor) -> torch.Tensor:
+        m, b = mean.to(rows.device), basis.to(rows.device)
+        return torch.cat([(chunk.float() - m) @ b for chunk in rows.split(CHUNK // 8)])
+
+    return project
+
+
+def _search_torch(
+    bank: torch.Tensor, queries: torch.Tensor, k: int, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-``k`` inner products by chunked matmul: ``(Q, k)`` sims and indices."""
+    queries = queries.to(bank.device)
+    if len(queries) == 0:
+        return queries.new_zeros(0, k), torch.zeros(0, k, dtype=torch.long, device=bank.device)
+    found = [(chunk @ bank.T).topk(k, dim=1) for chunk in queries.split(batch_size)]  # (b, k)
+    return torch.cat([f.values for f in found]), torch.cat([f.indices for f in found])
+
+
+def _check_bank(features: torch.Tensor) -> None:
+    if features.ndim != 2:
+        raise ValueError(f"features must be 2-D (N, D), got bank {tuple(features.shape)}")
+    if len(features) == 0:
+        raise ValueError("the bank is empty: kNN needs at least one feature")
+    _check_finite(features, "bank")
+
+
+def _check_queries(queries: torch.Tensor, dim: int) -> None:
+    if queries.ndim != 2:
+        raise ValueError(f"features must be 2-D (Q, D), got queries {tuple(queries.shape)}")
+    if queries.shape[1] != dim:
+        raise ValueError(f"feature dims differ: the bank has D={dim}, queries D={queries.shape[1]}")
+    _check_finite(queries, "queries")
+
+
+def _check_finite(features: torch.Tensor, name: str) -> None:
+    if not all(torch.isfinite(rows).all() for rows in features.split(CHUNK)):  # bounded memory
+        raise ValueError(f"the {name} contain NaN or inf values")
+
+
+def _check_labels(labels: torch.Tensor, size: int, num_classes: int | None) -> int:
+    """The number of classes, after a one-line ValueError for bad bank labels."""
+    if labels.shape != (size,):
         raise ValueError(
-            f"train_labels must have shape ({train_features.shape[0]},) to match "
-            f"train_features, got {tuple(train_labels.shape)}"
+            f"bank labels must have shape ({size},) to match the bank, got {tuple(labels.shape)}"
         )
+    if labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"bank labels must be integers, got dtype {labels.dtype}")
+    low, high = int(labels.min()), int(labels.max())
+    num_classes = high + 1 if num_classes is None else num_classes
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    if train_labels.is_floating_point() or train_labels.is_complex():
-        raise ValueError(f"train_labels must be integers, got dtype {train_labels.dtype}")
-    low, high = int(train_labels.min()), int(train_labels.max())
     if low < 0 or high >= num_classes:
         raise ValueError(
-            f"train_labels must lie in [0, {num_classes}), got values in [{low}, {high}]"
+            f"bank labels must lie in [0, {num_classes}), got values in [{low}, {high}]"
         )
-    named = [("train_features", train_features)] + [("query_features", q) for q in query_sets]
-    for name, features in named:
-        if not all(torch.isfinite(rows).all() for rows in features.split(CHUNK)):  # bounded
-            raise ValueError(f"{name} contains NaN or inf values")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-
-
-def _check_features(train_features: torch.Tensor, query_features: torch.Tensor) -> None:
-    """Raise a one-line ValueError unless both are 2-D with the same feature dim ``D``."""
-    if train_features.ndim != 2 or query_features.ndim != 2:
-        raise ValueError(
-            "features must be 2-D (N, D), got train_features "
-            f"{tuple(train_features.shape)} and query_features {tuple(query_features.shape)}"
-        )
-    if train_features.shape[1] != query_features.shape[1]:
-        raise ValueError(
-            f"feature dims differ: train_features has D={train_features.shape[1]}, "
-            f"query_features has D={query_features.shape[1]}"
-        )
+    return num_classes

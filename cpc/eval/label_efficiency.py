@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from cpc.data.subset import class_balanced_subset
 from cpc.eval.features import standardization
-from cpc.eval.knn import knn_accuracies
+from cpc.eval.knn import KNN
 from cpc.eval.linear_probe import linear_probe
 from cpc.eval.protocol import EvalProtocol
 from cpc.models.projection import principal_components
@@ -68,7 +69,7 @@ def budget_rows(
     draws; ``stats = {"top1", "top1_std", "val_top1", "draws": [test top-1 of each draw]}``."""
     transform = unlabelled_transform(features["train"], protocol)
     knn_features = {split: transform(f) for split, f in features.items()}
-    queries = {s: (knn_features[s], labels[s]) for s in dict.fromkeys((test_split, "val"))}
+    plain = replace(protocol, knn_standardize=False, knn_pca=0)  # transformed already
     probe = {**BUDGET_PROBE, **probe_kwargs}
     rows: dict[str, Any] = {}
     for budget in protocol.label_budgets:
@@ -76,16 +77,13 @@ def budget_rows(
         for draw in range(protocol.label_draws):
             subset = class_balanced_subset(labels["train"], budget, seed=draw)  # (budget*C,)
             bank, bank_labels = knn_features["train"][subset], labels["train"][subset]
-            knn = knn_accuracies(
-                bank,
-                bank_labels,
-                queries,
-                num_classes,
-                min(protocol.k, len(subset)),
-                protocol.temperature,
-                exact_max=protocol.knn_exact_max,
+            knn = KNN(plain).fit(bank, bank_labels, num_classes)
+            knn_draws.append(
+                {
+                    **knn.accuracy(knn_features[test_split], labels[test_split]),
+                    "val_top1": knn.accuracy(knn_features["val"], labels["val"])["top1"],
+                }
             )
-            knn_draws.append({**knn[test_split], "val_top1": knn["val"]["top1"]})
             probe_draws.append(
                 linear_probe(
                     features["train"][subset],

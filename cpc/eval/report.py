@@ -5,7 +5,7 @@ CPC's linear evaluation in van den Oord et al., 2018 and Hénaff et al., 2019):
 
 - features of the eval ``"train"``, ``"val"`` and ``"test"`` splits are extracted once per
   model and split (:func:`cpc.eval.features.extract_feature_sets`), one model at a time;
-- **kNN**: memory bank = ``"train"``, queries = ``"test"`` (:func:`cpc.eval.knn.knn_accuracy`),
+- **kNN**: memory bank = ``"train"``, queries = ``"test"`` (:class:`cpc.eval.knn.KNN`),
   on features standardised with the bank's statistics by default (as the probe's are);
 - **linear probe**: fit on ``"train"``, weight decay selected on ``"val"``, ``"test"`` evaluated
   once with the selected probe (:func:`cpc.eval.linear_probe.linear_probe`).
@@ -42,7 +42,7 @@ from cpc.eval.features import (
     project_rows,
     projection_ready,
 )
-from cpc.eval.knn import knn_accuracies
+from cpc.eval.knn import KNN
 from cpc.eval.label_efficiency import budget_rows
 from cpc.eval.linear_probe import linear_probe
 from cpc.eval.protocol import EvalData, EvalProtocol
@@ -245,21 +245,10 @@ class Scorer:
         """``{"knn": ..., "linear": ...}`` of one model's features ``{split: (N, F)}``, labels
         ``{split: (N,)}``."""
         p, test = self.protocol, self.test_split
-        queries = {
-            split: (features[split], labels[split]) for split in dict.fromkeys((test, "val"))
-        }
-        knn = knn_accuracies(
-            features["train"],
-            labels["train"],
-            queries,
-            self.num_classes,
-            p.k,
-            p.temperature,
-            standardize=p.knn_standardize,
-            pca=p.knn_pca,  # fitted on the bank once for every query split
-            exact_max=p.knn_exact_max,
-        )
-        row = knn[test] if test == "val" else {**knn[test], "val_top1": knn["val"]["top1"]}
+        knn = KNN(p).fit(features["train"], labels["train"], self.num_classes)
+        row = knn.accuracy(features[test], labels[test])
+        if test != "val":
+            row["val_top1"] = knn.accuracy(features["val"], labels["val"])["top1"]
         probe = linear_probe(
             features["train"],
             labels["train"],

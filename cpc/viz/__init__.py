@@ -8,13 +8,13 @@ cpc.data.MNISTDataModule --data.root data`` as in ``cpc fit``), one module per k
   UMAP (McInnes et al., 2018) when ``umap-learn`` is installed, else t-SNE (van der Maaten &
   Hinton, 2008) from scikit-learn, else PCA (numpy); the method is in the title.
 - :mod:`~cpc.viz.neighbours`: :func:`neighbour_grid`, query images, each followed by its top-k
-  neighbours from the train set (:func:`cpc.eval.knn.knn_neighbours`, the report's kNN
+  neighbours from the train set (:meth:`cpc.eval.knn.KNN.neighbours`, the report's kNN
   search); neighbours of another class get a red frame.
 - :mod:`~cpc.viz.curves`: :func:`plot_training_curves`, loss, contrastive accuracy, the InfoNCE
   mutual-information bound ``log N - L`` (van den Oord et al., 2018, eq. 10) and the online kNN
   accuracy, from a run's ``metrics.csv`` (or its TensorBoard events).
 - :mod:`~cpc.viz.classes`: :func:`per_class_knn_table` and :func:`confusion_matrix_figure`, the
-  weighted kNN classifier of Wu et al. (2018) / DINO (:func:`cpc.eval.knn.knn_predict`), class
+  weighted kNN classifier of Wu et al. (2018) / DINO (:class:`cpc.eval.knn.KNN`), class
   by class.
 - :mod:`~cpc.viz.labels`: :func:`label_efficiency_figure`, test accuracy against labels per
   class (log axis), from a report's label budgets (:func:`report_curves`) or the benchmark's.

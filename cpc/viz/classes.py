@@ -1,5 +1,5 @@
 """Class by class: the weighted kNN classifier of Wu et al. (2018) / DINO
-(:func:`cpc.eval.knn.knn_predict`), its per-class accuracy table and confusion matrices."""
+(:class:`cpc.eval.knn.KNN`), its per-class accuracy table and confusion matrices."""
 
 from __future__ import annotations
 
@@ -111,29 +111,16 @@ def knn_predictions(
     sample: FeatureSample, protocol: EvalProtocol | None = None
 ) -> dict[str, np.ndarray]:
     """Each encoder's weighted-kNN class ``(Q,)`` for the queries, the bank as labelled set:
-    the evaluation report's kNN (:func:`cpc.eval.knn.knn_predict`) with ``protocol``'s ``k``,
-    ``temperature``, ``knn_standardize``, ``knn_pca`` and ``knn_exact_max`` (pass the run's,
-    :func:`cpc.viz.sample.run_protocol`; default :class:`cpc.eval.EvalProtocol`'s: DINO's
+    the evaluation report's kNN (:class:`cpc.eval.knn.KNN`) of ``protocol`` (pass the run's,
+    :func:`cpc.checkpoint.run_protocol`; default :class:`cpc.eval.EvalProtocol`'s: DINO's
     ``k=20``, ``T=0.07``, on features standardised with the bank's statistics). The features'
     pooling is the sample's (:func:`cpc.viz.sample.sample_features`)."""
-    from cpc.eval.knn import knn_predict
-    from cpc.eval.protocol import EvalProtocol
+    from cpc.eval.knn import KNN
 
-    p = protocol or EvalProtocol()
-    bank_labels = torch.from_numpy(sample.bank_labels)
-    return {
-        name: knn_predict(
-            torch.from_numpy(sample.bank_features[name]),
-            bank_labels,
-            torch.from_numpy(sample.query_features[name]),
-            num_classes=len(sample.class_names),
-            k=p.k,
-            temperature=p.temperature,
-            standardize=p.knn_standardize,
-            exact_max=p.knn_exact_max,
-            pca=p.knn_pca,
-        )
-        .argmax(dim=1)
-        .numpy()
-        for name in sample.query_features
-    }
+    bank_labels, num_classes = torch.from_numpy(sample.bank_labels), len(sample.class_names)
+    predictions = {}
+    for name, query_f in sample.query_features.items():
+        bank_f = torch.from_numpy(sample.bank_features[name])  # (N, F)
+        knn = KNN(protocol).fit(bank_f, bank_labels, num_classes)
+        predictions[name] = knn.predict(torch.from_numpy(query_f)).argmax(dim=1).numpy()  # (Q,)
+    return predictions

@@ -1,7 +1,7 @@
 """Nearest neighbours: the query | neighbours image grid.
 
 :func:`neighbour_grid` draws any images it is given; :func:`neighbours_figure` takes the
-neighbours of :func:`cpc.eval.knn.knn_neighbours` (the search behind the report's kNN) in a
+neighbours of :meth:`cpc.eval.knn.KNN.neighbours` (the search behind the report's kNN) in a
 :class:`~cpc.viz.sample.FeatureSample`'s train bank and draws one grid per encoder.
 """
 
@@ -116,26 +116,17 @@ def neighbours_figure(
 ) -> Figure:
     """:func:`neighbour_grid` for ``queries`` test images (classes in turn), one grid per
     encoder: each query's ``k`` nearest train-bank images by the report's kNN search
-    (:func:`cpc.eval.knn.knn_neighbours`: cosine, on features projected and standardised as
+    (:meth:`cpc.eval.knn.KNN.neighbours`: cosine, on features projected and standardised as
     ``protocol``'s ``knn_pca`` and ``knn_standardize`` say; pass the run's,
-    :func:`cpc.viz.sample.run_protocol`; default :class:`cpc.eval.EvalProtocol`'s)."""
-    from cpc.eval.knn import knn_neighbours
-    from cpc.eval.protocol import EvalProtocol
+    :func:`cpc.checkpoint.run_protocol`; default :class:`cpc.eval.EvalProtocol`'s)."""
+    from cpc.eval.knn import KNN
 
-    p = protocol or EvalProtocol()
     picked = pick_queries(sample.query_labels, queries, seed)  # (q,)
     images, labels = {}, {}
     for name, query_f in sample.query_features.items():
         bank_f = torch.from_numpy(sample.bank_features[name])  # (N, F)
         query_f = torch.from_numpy(query_f[picked])  # (q, F)
-        _, idx = knn_neighbours(  # (q, k)
-            bank_f,
-            query_f,
-            k,
-            standardize=p.knn_standardize,
-            exact_max=p.knn_exact_max,
-            pca=p.knn_pca,  # the bank's principal components, as the report's kNN
-        )
+        _, idx = KNN(protocol).fit(bank_f).neighbours(query_f, k)  # (q, k)
         images[name] = sample.bank_images[idx]  # (q, k, C, H, W)
         labels[name] = sample.bank_labels[idx.numpy()]  # (q, k)
     return neighbour_grid(

@@ -27,7 +27,7 @@ from cpc.data.datasets import DatasetNotFoundError
 from cpc.data.stream_prepare import prepare_stream
 from cpc.data.streaming import DecodeImage
 from cpc.eval.features import extract_features
-from cpc.eval.knn import knn_accuracy
+from cpc.eval.knn import KNN
 from cpc.eval.protocol import EvalProtocol
 from cpc.run.preflight import check_checkpoint
 
@@ -170,17 +170,7 @@ def test_killed_run_resumes_with_the_next_unseen_batch(stream, labelled, tmp_pat
         extract_features(encoder, labelled_dm.eval_dataloader(s), protocol.pooling, "cpu", False)
         for s in ("train", "val")
     )
-    by_hand = knn_accuracy(
-        bank,
-        bank_y,
-        val,
-        val_y,
-        labelled_dm.num_classes,
-        protocol.k,
-        protocol.temperature,
-        standardize=protocol.knn_standardize,
-        pca=protocol.knn_pca,
-    )
+    by_hand = KNN(protocol).fit(bank, bank_y, labelled_dm.num_classes).accuracy(val, val_y)
     assert report["encoder"]["knn"]["top1"] == by_hand["top1"]
 
 

@@ -10,7 +10,7 @@ import cpc.eval.callbacks as callbacks
 from cpc.data.datamodule import ImageDataModule
 from cpc.eval.callbacks import EvaluationReport, OnlineKNN
 from cpc.eval.features import extract_features
-from cpc.eval.knn import knn_accuracy
+from cpc.eval.knn import KNN
 from cpc.eval.protocol import EvalProtocol
 from cpc.models.encoder import ResNetEncoder
 
@@ -101,7 +101,7 @@ def test_online_knn_logs_the_val_knn_accuracy_of_a_fixed_train_bank(tmp_path):
     # the same number from the pure functions, on the trained encoder
     bank_f, bank_y = extract_features(model.encoder, bank, progress=False)
     val_f, val_y = extract_features(model.encoder, dm.eval_dataloader("val"), progress=False)
-    expected = knn_accuracy(bank_f, bank_y, val_f, val_y, 4, k=3, standardize=True)["top1"]
+    expected = KNN(EvalProtocol(k=3)).fit(bank_f, bank_y, 4).accuracy(val_f, val_y)["top1"]
     assert trainer_value == pytest.approx(expected)
     assert knn.state_dict() == {"validation_runs": 1}  # the sanity check does not count
 

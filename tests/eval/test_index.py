@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from cpc.eval import index as index_module
 from cpc.eval.index import build_index, ivf_lists, search_index
-from cpc.eval.knn import knn_accuracy, knn_neighbours
+from cpc.eval.knn import KNN
+from cpc.eval.protocol import EvalProtocol
 
 
 def clustered(n: int, queries: int, dim: int = 32, clusters: int = 20, seed: int = 0):
@@ -65,9 +66,9 @@ def test_ivf_is_seeded():
 
 def test_knn_accuracy_through_the_ivf_index_matches_exact_search():
     bank, bank_y, queries, query_y = clustered(20_000, 500)
-    args = (bank, bank_y, queries, query_y, 20)
-    approx = knn_accuracy(*args, standardize=True, exact_max=10_000)
-    exact = knn_accuracy(*args, standardize=True, backend="torch")
+    approx = KNN(EvalProtocol(knn_exact_max=10_000)).fit(bank, bank_y, 20)
+    exact = KNN(backend="torch").fit(bank, bank_y, 20)
+    approx, exact = approx.accuracy(queries, query_y), exact.accuracy(queries, query_y)
     assert abs(approx["top1"] - exact["top1"]) <= 0.01
 
 
@@ -112,7 +113,8 @@ def test_the_index_moves_to_the_gpu_when_faiss_has_one(fake_gpu):
     ]
     assert FakeGpuResources.made == 1  # one set of resources for the process
     assert flat.ntotal == ivf.ntotal == 300  # vectors added after the move, to the GPU index
-    sims, indices = knn_neighbours(bank, queries, k=5)  # the kNN goes through it too
+    plain = EvalProtocol(knn_standardize=False)
+    sims, indices = KNN(plain).fit(bank).neighbours(queries, 5)  # the kNN goes through it too
     assert len(fake_gpu) == 3
     torch.testing.assert_close(indices, exact_top_k(bank, queries, 5))
 

@@ -24,19 +24,24 @@ def test_budget_rows_score_each_draw_on_its_own_subset(monkeypatch):
     whole splits; more labels score at least as well here; mean and std are of the draws."""
     import cpc.eval.label_efficiency as module
 
-    banks = []
-    knn = module.knn_accuracies
+    banks, queries = [], []
+    fit, accuracy = module.KNN.fit, module.KNN.accuracy
 
-    def record(bank, bank_labels, queries, *args, **kwargs):
+    def record_fit(self, bank, bank_labels, num_classes):
         banks.append((len(bank), torch.bincount(bank_labels, minlength=C).tolist()))
-        assert {name: len(q[0]) for name, q in queries.items()} == {"test": 400, "val": 300}
-        return knn(bank, bank_labels, queries, *args, **kwargs)
+        return fit(self, bank, bank_labels, num_classes)
 
-    monkeypatch.setattr(module, "knn_accuracies", record)
+    def record_accuracy(self, features, labels):
+        queries.append(len(features))
+        return accuracy(self, features, labels)
+
+    monkeypatch.setattr(module.KNN, "fit", record_fit)
+    monkeypatch.setattr(module.KNN, "accuracy", record_accuracy)
     feats, labels = splits()
     protocol = EvalProtocol(label_budgets=(2, 50), label_draws=3, k=20)
     rows = budget_rows(feats, labels, protocol, C, {"epochs": 2})
     assert banks == [(8, [2] * C)] * 3 + [(200, [50] * C)] * 3
+    assert queries == [400, 300] * 6  # test and val, whole, for every draw
     for budget in ("2", "50"):
         for method in ("knn", "linear"):
             scores = rows[budget][method]

@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from cpc.eval.features import extract_feature_sets
-from cpc.eval.knn import knn_accuracy, knn_neighbours
+from cpc.eval.knn import KNN
+from cpc.eval.protocol import EvalProtocol
 from cpc.eval.storage import FeatureRows, FeatureStore
 from cpc.models.encoder import ResNetEncoder
 
@@ -47,12 +48,12 @@ def test_memmapped_and_in_ram_features_give_the_same_knn_result(loader):
         assert "(deleted)" not in (mapping_of(ram[name]) or "")
     bank, queries = slice(0, 30), slice(30, 40)
     for features in ("enc", "pixels"):
-        scores = [
-            knn_accuracy(f[bank], ram_y[bank], f[queries], ram_y[queries], 4, k=5, standardize=True)
-            for f in (ram[features], disk[features])
-        ]
+        sets = (ram[features], disk[features])
+        fitted = [KNN(EvalProtocol(k=5)).fit(f[bank], ram_y[bank], 4) for f in sets]
+        pairs = list(zip(fitted, sets, strict=True))
+        scores = [knn.accuracy(f[queries], ram_y[queries]) for knn, f in pairs]
         assert scores[0] == scores[1]
-        found = [knn_neighbours(f[bank], f[queries], k=5) for f in (ram[features], disk[features])]
+        found = [knn.neighbours(f[queries], 5) for knn, f in pairs]
         torch.testing.assert_close(found[0], found[1])
 
 
