@@ -13,8 +13,8 @@ scored rows are kept as small JSON files, one per key, in the folder ``$CPC_CACH
 - the protocol (every :class:`~cpc.eval.protocol.EvalProtocol` field and the probe's settings),
   the reported split, and how features were made (device type, dtype);
 - the code that computes the rows: a hash of the source of every module in
-  :data:`EVAL_CODE` (features, kNN, index, probe, projection, the report's protocol), and the
-  versions of torch, faiss and numpy (:func:`code_version`);
+  :data:`EVAL_CODE` (features, subsets, kNN, index, probe, projection, the report's protocol),
+  and the versions of torch, faiss and numpy (:func:`code_version`);
 - :data:`VERSION`, raised whenever the meaning of a cached row changes.
 
 Any change gives another key, so a stale row is never read; delete the folder to reclaim it.
@@ -49,6 +49,7 @@ EVAL_CODE = (
     "cpc.eval.protocol",
     "cpc.eval.report",
     "cpc.eval.storage",
+    "cpc.eval.subsets",
     "cpc.models.encoder",
     "cpc.models.patches",
     "cpc.models.projection",

@@ -37,10 +37,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cpc.eval.storage import FeatureStore
+from cpc.eval.subsets import subset_loader, subset_rows
 
 Pooling = Literal["mean", "grid", "full"]
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -215,24 +216,6 @@ def bf16_features(device: torch.device | str) -> bool:
 
     device = torch.device(device)
     return device.type == "cuda" and auto_precision("cuda")[0] == "bf16-mixed"
-
-
-def subset_loader(loader: DataLoader, size: int, seed: int = 0) -> DataLoader:
-    """A loader over a seeded random subset of at most ``size`` images of ``loader``'s
-    dataset, in dataset order, with its batch size and workers (a fixed kNN bank, a PCA fit)."""
-    keep = subset_rows(len(loader.dataset), size, seed)
-    return DataLoader(
-        Subset(loader.dataset, keep.tolist()),
-        batch_size=loader.batch_size,
-        num_workers=loader.num_workers,
-        pin_memory=loader.pin_memory,
-    )
-
-
-def subset_rows(n: int, size: int, seed: int = 0) -> torch.Tensor:
-    """The rows :func:`subset_loader` keeps of ``n``: a seeded random ``size`` of them (all
-    when fewer), in increasing order."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
 #: training images the compact projection is fitted on: a seeded subset of the train split
