@@ -42,6 +42,7 @@ VERSION = 1
 
 #: the modules whose code computes a baseline row: an edit to any of them misses the cache
 EVAL_CODE = (
+    "cpc.eval.compact",
     "cpc.eval.features",
     "cpc.eval.index",
     "cpc.eval.knn",
