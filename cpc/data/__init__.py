@@ -2,9 +2,9 @@
 ``class_path: cpc.data.FashionMNISTDataModule``). Batches arrive on the device as
 ``(images (B, C, H, W) float32 in [0, 1], labels (B,) int64)``; labels are -1 where unknown.
 
-datamodule.py (the base: splits, loaders) <- catalog.py (torchvision sets, one class each) and
-folder.py (image folders); fetch.py fetches files (prepare.py: the command); datasets.py holds
-the in-memory Dataset.
+datamodule.py (the base: loaders, Lightning hooks; which images each split holds is splits.py)
+<- catalog.py (torchvision sets, one class each) and folder.py (image folders); fetch.py
+fetches files (prepare.py: the command); datasets.py holds the in-memory Dataset.
 streaming.py streams litdata chunks (larger than memory) that stream_prepare.py writes; it is
 imported on first use of ``cpc.data.StreamingDataModule`` (litdata is slow to import).
 """

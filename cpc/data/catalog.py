@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torchvision import datasets as tvd
 
-from cpc.data.datamodule import ImageDataModule, Source
+from cpc.data.datamodule import ImageDataModule
 from cpc.data.datasets import DatasetNotFoundError
 from cpc.data.fetch import fetch_files, missing_files, not_found_error
+from cpc.data.splits import Source
 
 
 class TorchvisionDataModule(ImageDataModule):

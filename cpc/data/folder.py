@@ -13,8 +13,9 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from cpc.data.datamodule import ImageDataModule, ShapeFromOptions, Source
+from cpc.data.datamodule import ImageDataModule, ShapeFromOptions
 from cpc.data.datasets import DatasetNotFoundError
+from cpc.data.splits import Source
 
 
 class ImageFolderDataModule(ShapeFromOptions, ImageDataModule):

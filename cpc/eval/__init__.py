@@ -2,9 +2,11 @@
 
 protocol.py (the settings: k, T, pooling, standardisation, probe, seed; one dataclass) ->
 features.py (encoder -> pooled features, once per split; kept in RAM or memory-mapped files by
-storage.py) -> knn.py (over index.py's faiss index) / linear_probe.py (pure functions on
-features) -> report.py (both, against random-init and pixel baselines; report_io.py prints and
-saves it) -> callbacks.py (online kNN during training, the report at the end of fit).
+storage.py; subsets.py draws seeded subsets of a split, compact.py applies the encoder's
+compact projection to stored features) -> knn.py (over index.py's faiss index) /
+linear_probe.py (pure functions on features) -> report.py (both, against random-init and pixel
+baselines; report_io.py prints and saves it) -> callbacks.py (online kNN during training, the
+report at the end of fit).
 """
 
 import importlib

@@ -13,8 +13,8 @@ scored rows are kept as small JSON files, one per key, in the folder ``$CPC_CACH
 - the protocol (every :class:`~cpc.eval.protocol.EvalProtocol` field and the probe's settings),
   the reported split, and how features were made (device type, dtype);
 - the code that computes the rows: a hash of the source of every module in
-  :data:`EVAL_CODE` (features, kNN, index, probe, projection, the report's protocol), and the
-  versions of torch, faiss and numpy (:func:`code_version`);
+  :data:`EVAL_CODE` (features, subsets, kNN, index, probe, projection, the report's protocol),
+  and the versions of torch, faiss and numpy (:func:`code_version`);
 - :data:`VERSION`, raised whenever the meaning of a cached row changes.
 
 Any change gives another key, so a stale row is never read; delete the folder to reclaim it.
@@ -42,6 +42,7 @@ VERSION = 1
 
 #: the modules whose code computes a baseline row: an edit to any of them misses the cache
 EVAL_CODE = (
+    "cpc.eval.compact",
     "cpc.eval.features",
     "cpc.eval.index",
     "cpc.eval.knn",
@@ -49,6 +50,7 @@ EVAL_CODE = (
     "cpc.eval.protocol",
     "cpc.eval.report",
     "cpc.eval.storage",
+    "cpc.eval.subsets",
     "cpc.models.encoder",
     "cpc.models.patches",
     "cpc.models.projection",

@@ -37,10 +37,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from cpc.eval.compact import project_rows as project_rows  # re-exported: report.py imports it
+from cpc.eval.compact import projection_ready
 from cpc.eval.storage import FeatureStore
+from cpc.eval.subsets import subset_loader, subset_rows
 
 Pooling = Literal["mean", "grid", "full"]
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -140,8 +143,9 @@ def extract_feature_sets(
     pooled grid (``encoder.pool(grid)``: what ``encoder(images)`` returns, before the
     encoder's compact projection if it has one) is taken from the same latent grid too; with
     ``project`` as well, the pooled grids of every encoder whose projection is ready
-    (:func:`projection_ready`) go through it batch by batch (``encoder.compact``, in float32),
-    so ``{name}_compact`` holds ``encoder(images)`` and the wider pooled grid is never kept.
+    (:func:`~cpc.eval.compact.projection_ready`) go through it batch by batch
+    (``encoder.compact``, in float32), so ``{name}_compact`` holds ``encoder(images)`` and the
+    wider pooled grid is never kept.
     With ``memmap``, features go batch by batch to memory-mapped temporary files
     (:class:`cpc.eval.storage.FeatureStore`) instead of RAM. ``desc`` names the progress bar
     (say which split and models); ``bf16`` runs the encoders under bf16 autocast, by default
@@ -184,25 +188,6 @@ def extract_feature_sets(
     return outputs.tensors(), torch.cat(labels)
 
 
-def projection_ready(encoder: nn.Module) -> bool:
-    """Whether ``encoder.compact`` can be applied: its compact projection is fitted, or it has
-    none (then ``compact`` is the identity)."""
-    projection = getattr(encoder, "compact_projection", None)
-    return projection is None or projection.fitted
-
-
-def project_rows(encoder: nn.Module, pooled: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    """``encoder.compact`` of pooled grids ``(N, F)`` (on the CPU, memory-mapped or not),
-    ``chunk`` rows at a time on the projection's device: ``(N, compact_features)`` on the CPU,
-    each row as the projection of its batch gives it."""
-    projection = getattr(encoder, "compact_projection", None)
-    if projection is None:
-        return pooled
-    device = projection.basis.device
-    with torch.no_grad():
-        return torch.cat([encoder.compact(rows.to(device)).cpu() for rows in pooled.split(chunk)])
-
-
 def bf16_features(device: torch.device | str) -> bool:
     """Whether features are extracted under bf16 autocast on ``device`` by default: on CUDA
     GPUs with bf16 (:mod:`cpc.run.precision`'s rule), not on CPUs.
@@ -215,24 +200,6 @@ def bf16_features(device: torch.device | str) -> bool:
 
     device = torch.device(device)
     return device.type == "cuda" and auto_precision("cuda")[0] == "bf16-mixed"
-
-
-def subset_loader(loader: DataLoader, size: int, seed: int = 0) -> DataLoader:
-    """A loader over a seeded random subset of at most ``size`` images of ``loader``'s
-    dataset, in dataset order, with its batch size and workers (a fixed kNN bank, a PCA fit)."""
-    keep = subset_rows(len(loader.dataset), size, seed)
-    return DataLoader(
-        Subset(loader.dataset, keep.tolist()),
-        batch_size=loader.batch_size,
-        num_workers=loader.num_workers,
-        pin_memory=loader.pin_memory,
-    )
-
-
-def subset_rows(n: int, size: int, seed: int = 0) -> torch.Tensor:
-    """The rows :func:`subset_loader` keeps of ``n``: a seeded random ``size`` of them (all
-    when fewer), in increasing order."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
 #: training images the compact projection is fitted on: a seeded subset of the train split
