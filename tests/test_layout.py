@@ -1,6 +1,7 @@
 """The package's shape: only the package face, the commands, the LightningModule and checkpoint
-loading at the ``cpc/`` root, and no import circle between its modules (imports inside functions
-included: a circle closed by a late import is still a circle)."""
+loading at the ``cpc/`` root, no module longer than a reader takes in at once, and no import
+circle between its modules (imports inside functions included: a circle closed by a late import
+is still a circle)."""
 
 import ast
 from pathlib import Path
@@ -9,6 +10,7 @@ import cpc
 
 PACKAGE = Path(cpc.__file__).parent
 ROOT_MODULES = {"__init__.py", "cli.py", "module.py", "checkpoint.py"}
+MAX_LINES = 300
 
 
 def module_name(path: Path) -> str:
@@ -74,6 +76,12 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_package_root_holds_only_its_face_the_commands_the_module_and_loading():
     assert {p.name for p in PACKAGE.glob("*.py")} == ROOT_MODULES
+
+
+def test_no_module_is_longer_than_300_lines():
+    lines = {module_name(p): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert len(lines) > 50  # the walk found the package
+    assert {name: n for name, n in lines.items() if n > MAX_LINES} == {}
 
 
 def test_no_import_circle_between_cpc_modules():

@@ -3,10 +3,11 @@
 protocol.py (the settings: k, T, pooling, standardisation, probe, seed; one dataclass) ->
 features.py (encoder -> pooled features, once per split; kept in RAM or memory-mapped files by
 storage.py; subsets.py draws seeded subsets of a split, compact.py applies the encoder's
-compact projection to stored features) -> knn.py (over index.py's faiss index) /
-linear_probe.py (pure functions on features) -> report.py (both, against random-init and pixel
-baselines; report_io.py prints and saves it) -> callbacks.py (online kNN during training, the
-report at the end of fit).
+compact projection to stored features; split_features.py extracts every split) -> knn.py
+(over index.py's faiss index) / linear_probe.py (pure functions on features) -> scorer.py (both
+of one model, and the few-label budgets of label_efficiency.py) -> report.py (the encoder
+against baselines.py's random-init and pixel rows; report_io.py prints and saves it) ->
+callbacks.py (online kNN during training, the report at the end of fit).
 """
 
 import importlib
@@ -28,7 +29,7 @@ _EXPORTS = {
     "EvalProtocol": "protocol",
     "evaluate": "report",
     "format_report": "report_io",
-    "random_init": "report",
+    "random_init": "baselines",
     "write_report": "report_io",
 }
 

@@ -42,13 +42,18 @@ VERSION = 1
 
 #: the modules whose code computes a baseline row: an edit to any of them misses the cache
 EVAL_CODE = (
+    "cpc.data.subset",
+    "cpc.eval.baselines",
     "cpc.eval.compact",
     "cpc.eval.features",
     "cpc.eval.index",
     "cpc.eval.knn",
+    "cpc.eval.label_efficiency",
     "cpc.eval.linear_probe",
     "cpc.eval.protocol",
     "cpc.eval.report",
+    "cpc.eval.scorer",
+    "cpc.eval.split_features",
     "cpc.eval.storage",
     "cpc.eval.subsets",
     "cpc.models.encoder",

@@ -40,7 +40,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from cpc.eval.compact import project_rows as project_rows  # re-exported: report.py imports it
 from cpc.eval.compact import projection_ready
 from cpc.eval.storage import FeatureStore
 from cpc.eval.subsets import subset_loader, subset_rows

@@ -23,52 +23,25 @@ selection touches the split that is reported (``meta["test_split"] == "val"``).
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from cpc.eval.baseline_cache import BaselineCache, architecture, fingerprint
-from cpc.eval.features import (
-    bf16_features,
-    compact_fit_rows,
-    device_of,
-    extract_feature_sets,
-    project_rows,
-    projection_ready,
-)
-from cpc.eval.knn import KNN
-from cpc.eval.label_efficiency import budget_rows
-from cpc.eval.linear_probe import linear_probe
-from cpc.eval.protocol import EvalData, EvalProtocol
-from cpc.eval.report_io import MODELS, jsonable
+from cpc.eval.baselines import baseline_rows
 
 # re-exported: part of this module's API too (benchmarks and user code import them from here)
+from cpc.eval.baselines import random_init as random_init
+from cpc.eval.protocol import EvalData, EvalProtocol
+from cpc.eval.report_io import MODELS, jsonable
 from cpc.eval.report_io import format_report as format_report
 from cpc.eval.report_io import write_report as write_report
+from cpc.eval.scorer import Scorer
+from cpc.eval.split_features import extract_splits
 
 log = logging.getLogger(__name__)
-
-
-def random_init(encoder: nn.Module, seed: int = 0) -> nn.Module:
-    """A copy of ``encoder`` with every submodule that has ``reset_parameters`` re-initialised.
-
-    Seeded, and without disturbing the global RNG, so the baseline is the same in every report.
-    """
-    fresh = copy.deepcopy(encoder)
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        for module in fresh.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
-    return fresh
 
 
 def evaluate(
@@ -157,159 +130,6 @@ def evaluate(
         "seconds": round(time.perf_counter() - start, 2),
     }
     return report
-
-
-def extract_splits(
-    encoders: Mapping[str, nn.Module],
-    loaders: Mapping[str, Any],
-    protocol: EvalProtocol,
-    device: torch.device | str | None,
-    progress: bool,
-    names: str,
-    pixels: bool = False,
-) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
-    """``({split: {model: (N, F)}}, {split: labels (N,)})``, one pass over each split; the
-    progress bars read ``features <split>: <names>``.
-
-    With ``protocol.compact``, also ``{model}_compact``: ``encoder(images)``, projected batch
-    by batch during the pass. A model whose compact projection is not fitted yet (a random-init
-    copy, a checkpoint other than ``last.ckpt``) is copied, and the copy's projection is fitted
-    without labels on the pooled grids of the ``"train"`` split's images that ``cpc fit`` fits
-    on (the first split; :func:`cpc.eval.features.compact_fit_rows`); that split is then
-    projected, and the later ones batch by batch. The given modules are never changed.
-    """
-    if protocol.compact:  # fit unfitted projections on copies, not on the caller's modules
-        encoders = {
-            name: model if projection_ready(model) else copy.deepcopy(model)
-            for name, model in encoders.items()
-        }
-    features, labels = {}, {}
-    for split, loader in loaders.items():
-        unfitted = [name for name, m in encoders.items() if not projection_ready(m)]
-        if protocol.compact and unfitted and split != "train":
-            raise ValueError(
-                f"the compact projection is fitted on 'train', read first, not {split!r}"
-            )
-        features[split], labels[split] = extract_feature_sets(
-            encoders,
-            loader,
-            protocol.pooling,
-            device,
-            progress,
-            pixels=pixels,
-            compact=protocol.compact,
-            project=True,
-            memmap=protocol.memmap,
-            desc=f"features {split}: {names}",
-        )
-        for name in unfitted if protocol.compact else ():  # fit on "train", then project it
-            pooled = features[split][f"{name}_compact"]  # (N, F)
-            encoders[name].fit_compact(pooled[compact_fit_rows(len(pooled))])  # as cpc fit
-            features[split][f"{name}_compact"] = project_rows(encoders[name], pooled)
-    return features, labels
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """How the report scores features: one row per model.
-
-    - kNN: bank ``"train"``, queries ``test_split`` and ``"val"`` (one index for both; the
-      kNN's ``val_top1`` is what choices between features are made on);
-    - linear probe: fit on ``"train"``, weight decay selected on ``"val"``, ``test_split``
-      evaluated once (:func:`cpc.eval.linear_probe.linear_probe` with ``probe_kwargs``);
-    - with ``protocol.label_budgets``, both again on few labels of ``"train"``
-      (:func:`cpc.eval.label_efficiency.budget_rows`), under ``"budgets"``.
-
-    A new kind of feature (another pooling) is another row.
-    """
-
-    num_classes: int
-    protocol: EvalProtocol
-    probe_kwargs: Mapping[str, Any]
-    test_split: str = "test"
-
-    def rows(
-        self,
-        features: Mapping[str, Mapping[str, torch.Tensor]],
-        labels: Mapping[str, torch.Tensor],
-    ) -> dict[str, Any]:
-        """:meth:`row` of every model in ``features`` (``{split: {model: (N, F)}}``)."""
-        return {
-            name: self.row({split: features[split][name] for split in features}, labels)
-            for name in features["train"]
-        }
-
-    def row(
-        self, features: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]
-    ) -> dict[str, Any]:
-        """``{"knn": ..., "linear": ...}`` of one model's features ``{split: (N, F)}``, labels
-        ``{split: (N,)}``."""
-        p, test = self.protocol, self.test_split
-        knn = KNN(p).fit(features["train"], labels["train"], self.num_classes)
-        row = knn.accuracy(features[test], labels[test])
-        if test != "val":
-            row["val_top1"] = knn.accuracy(features["val"], labels["val"])["top1"]
-        probe = linear_probe(
-            features["train"],
-            labels["train"],
-            features["val"],
-            labels["val"],
-            features[test],
-            labels[test],
-            self.num_classes,
-            **self.probe_kwargs,
-        )
-        scored = {"knn": row, "linear": probe}
-        if p.label_budgets:
-            scored["budgets"] = budget_rows(
-                features, labels, p, self.num_classes, self.probe_kwargs, test
-            )
-        return scored
-
-
-def baseline_rows(
-    encoder: nn.Module,
-    splits: EvalData,
-    loaders: Mapping[str, Any],
-    scorer: Scorer,
-    device: torch.device | str | None,
-    progress: bool,
-    cache: bool,
-) -> tuple[dict[str, Any], bool]:
-    """The rows of the random-init encoder (and its compact feature) and of raw pixels, plus
-    ``"pixel_dim"``; from the cache when an earlier report stored them. Returns
-    ``(rows, from_cache)``."""
-    protocol = scorer.protocol
-    fresh = random_init(encoder, protocol.seed)
-    device = torch.device(device) if device is not None else device_of(encoder)
-    store = BaselineCache() if cache else None
-    key = None
-    if store is not None:
-        key = BaselineCache.key(
-            data={split: fingerprint(loader) for split, loader in loaders.items()},
-            datamodule=f"{type(splits).__module__}.{type(splits).__qualname__}",
-            architecture=architecture(fresh),
-            protocol=protocol.as_dict(),
-            probe_kwargs={name: jsonable(v) for name, v in scorer.probe_kwargs.items()},
-            test_split=scorer.test_split,
-            num_classes=splits.num_classes,
-            device=device.type,
-            bf16=bf16_features(device),
-        )
-        rows = store.load(key)
-        if rows is not None:
-            for row in (r for r in rows.values() if isinstance(r, dict)):  # JSON made keys str
-                row["linear"]["sweep"] = {float(k): v for k, v in row["linear"]["sweep"].items()}
-            return rows, True
-    names = "random-init" + (" + compact" if protocol.compact else "") + " + pixels"
-    features, labels = extract_splits(
-        {"random_init": fresh}, loaders, protocol, device, progress, names, pixels=True
-    )
-    rows = scorer.rows(features, labels)
-    rows["pixel_dim"] = features["train"]["pixels"].shape[1]
-    if store is not None:
-        store.save(key, rows)
-    return rows, False
 
 
 def check_eval_data(name: str, datamodule: Any) -> None:

@@ -48,8 +48,8 @@ class FeatureSample:
 
 
 def random_init_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
-    """The report's random-init baseline (:func:`cpc.eval.report.random_init`), in eval mode."""
-    from cpc.eval.report import random_init
+    """The report's random-init baseline (:func:`cpc.eval.baselines.random_init`), in eval mode."""
+    from cpc.eval.baselines import random_init
 
     return random_init(encoder, seed).eval()
 

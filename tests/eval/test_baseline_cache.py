@@ -8,6 +8,7 @@ from helpers import evaluate_with
 from test_report import PROBE, Stripes
 
 import cpc.eval.baseline_cache as cache_module
+import cpc.eval.baselines as baselines_module
 import cpc.eval.report as report_module
 from cpc.eval.baseline_cache import BaselineCache, code_version, fingerprint
 from cpc.models.encoder import ResNetEncoder
@@ -23,7 +24,8 @@ def extractions(monkeypatch):
         calls.append(list(encoders))
         return original(encoders, *args, **kwargs)
 
-    monkeypatch.setattr(report_module, "extract_splits", counting)
+    for module in (report_module, baselines_module):  # the encoder's, the baselines'
+        monkeypatch.setattr(module, "extract_splits", counting)
     return calls
 
 

@@ -10,7 +10,7 @@ from test_report import Stripes
 import cpc.eval.features as features_module
 from cpc.eval.features import compact_fit_features, extract_feature_sets
 from cpc.eval.protocol import EvalProtocol
-from cpc.eval.report import extract_splits
+from cpc.eval.split_features import extract_splits
 from cpc.models.encoder import ResNetEncoder
 
 

@@ -10,8 +10,9 @@ from torch import nn
 
 import cpc.eval.report as report_module
 from cpc.data.datamodule import ImageDataModule
+from cpc.eval.baselines import random_init
 from cpc.eval.protocol import EvalProtocol
-from cpc.eval.report import Scorer, random_init
+from cpc.eval.scorer import Scorer
 from cpc.eval.storage import FeatureRows
 from cpc.models.encoder import PatchEncoder, ResNetEncoder
 
