@@ -211,7 +211,7 @@ def test_two_ddp_processes_read_disjoint_shards(stream, labelled, tmp_path):
     command = [sys.executable, "-m", "cpc.cli", *args]
     # its own process group: a hung rank (the launcher starts the second) is killed with it
     output = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
-    fit = subprocess.Popen(command, env=env, **output, start_new_session=True)
+    fit = subprocess.Popen(command, env=env, **output, preexec_fn=os.setpgrp)  # killpg below
     try:
         _, stderr = fit.communicate(timeout=DDP_TIMEOUT)
     except subprocess.TimeoutExpired:

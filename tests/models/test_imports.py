@@ -1,5 +1,5 @@
 """The plain-torch layers (models, tasks, losses) import plain torch: no Lightning, no
-torchvision, no PIL. Checked in a fresh interpreter, since the test session has them loaded."""
+torchvision, no PIL. Checked in a fresh interpreter, since the test process has them loaded."""
 
 import os
 import subprocess
