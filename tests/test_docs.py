@@ -2,6 +2,7 @@
 ``#anchor``, at one of that file's headings (GitHub's anchor rules: lower case, punctuation
 dropped, spaces as hyphens)."""
 
+import importlib
 import re
 from pathlib import Path
 
@@ -33,3 +34,56 @@ def test_relative_links_resolve(page):
         assert target.exists(), f"{page.name}: {link} -> no {target}"
         if anchor:
             assert anchor in anchors(target), f"{page.name}: {link} -> no heading #{anchor}"
+
+
+#: names the docs spell wrong on purpose (an example of a misspelt class and its error)
+MISSPELT_ON_PURPOSE = {"cpc.tasks.CPCTsk"}
+DOTTED = re.compile(r"\bcpc(?:\.[A-Za-z_]\w*)+")
+PATH = re.compile(r"\b(?:cpc|benchmarks|configs|tests|notebooks)/[\w/.-]+\.(?:py|yaml|ipynb)")
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``dotted`` (``cpc.eval.knn.KNN.fit``) is an importable module or an attribute
+    path below one."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            if not hasattr(found, attribute):
+                return False
+            found = getattr(found, attribute)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_code_the_docs_name_exists(page):
+    """Every ``cpc.x.y`` name and every ``cpc/``, ``benchmarks/``, ``configs/`` ... file a page
+    names is there: a renamed function or moved module cannot leave the docs behind."""
+    text = page.read_text()
+    names = {name for name in DOTTED.findall(text) if not name.endswith(".py")}  # cpc.py: a file
+    missing = {name for name in names if not resolves(name)}
+    missing |= {path for path in PATH.findall(text) if not (ROOT / path).exists()}
+    assert missing - MISSPELT_ON_PURPOSE == set()
+
+
+def test_the_name_check_sees_a_stale_name():
+    assert resolves("cpc.eval.knn.KNN.fit") and resolves("cpc.data")
+    assert not resolves("cpc.eval.knn.knn_accuracy") and not resolves("cpc.nothing_here")
+
+
+def test_the_code_docstrings_name_exists():
+    """Every ``:func:`cpc.x.y``` (``:class:``, ``:mod:``, ...) a docstring of ``cpc/`` or
+    ``benchmarks/`` points at is there."""
+    role = re.compile(r":(?:func|class|mod|meth|data|attr):`~?(cpc(?:\.\w+)+)`")
+    files = [*(ROOT / "cpc").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    missing = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in files
+        for name in role.findall(path.read_text())
+        if not resolves(name)
+    }
+    assert missing == set()
