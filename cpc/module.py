@@ -10,11 +10,9 @@ Speed is logged by :class:`cpc.run.throughput.ThroughputMonitor` (``train/images
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import os
 import warnings
-from types import FrameType
 
 import lightning as L
 import torch
@@ -55,7 +53,15 @@ class CPCModule(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        save_config_hyperparameters(self, ("encoder", "tasks"), inspect.currentframe())
+        with warnings.catch_warnings():  # live modules are dropped just below
+            warnings.filterwarnings("ignore", "Attribute '.*' is an instance of `nn.Module`")
+            self.save_hyperparameters()
+        # Under `cpc fit` (LightningCLI) the hparams hold encoder and tasks as their config
+        # (class_path dicts), which rebuilds them in load_from_checkpoint. Built in Python they
+        # are live objects: not saved (pass them again to load_from_checkpoint).
+        live = [key for key in ("encoder", "tasks") if not _is_yaml_value(self.hparams.get(key))]
+        if live:
+            self.save_hyperparameters(ignore=live)
         self.encoder = encoder if encoder is not None else ResNetEncoder()
         built = [make(self.encoder.num_features) for make in (tasks or [CPCTask])]
         for task in built:
@@ -254,21 +260,6 @@ def task_metrics(
         metrics.update({f"{stage}/{name}/{key}": value for key, value in out.items()})
     metrics[f"{stage}/loss"] = total
     return metrics
-
-
-def save_config_hyperparameters(
-    module: L.LightningModule, objects: tuple[str, ...], frame: FrameType | None
-) -> None:
-    """``save_hyperparameters`` of the ``__init__`` running in ``frame``. Under ``cpc fit``
-    (LightningCLI) the arguments named in ``objects`` hold their config (class_path dicts),
-    which rebuilds them in ``load_from_checkpoint``; built in Python they are live modules, not
-    saved (pass them again to ``load_from_checkpoint``)."""
-    with warnings.catch_warnings():  # live modules are dropped just below
-        warnings.filterwarnings("ignore", "Attribute '.*' is an instance of `nn.Module`")
-        module.save_hyperparameters(frame=frame)
-    live = [key for key in objects if not _is_yaml_value(module.hparams.get(key))]
-    if live:
-        module.save_hyperparameters(ignore=live, frame=frame)
 
 
 def _is_yaml_value(value) -> bool:

@@ -10,8 +10,8 @@ architecture and recipe with and without pretraining is the comparison of CPC v2
 
 from __future__ import annotations
 
-import inspect
 import json
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +23,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from cpc.models.augment import ImageAugment
 from cpc.models.encoder import ResNetEncoder
-from cpc.module import WarmupCosine, save_config_hyperparameters
+from cpc.module import WarmupCosine, _is_yaml_value
 from cpc.run.lightning_fixes import EpochProgressFix
 from cpc.run.random_state import TrainingRandomState
 
@@ -73,7 +73,14 @@ class FineTuneModule(L.LightningModule):
                 f"need model.num_classes >= 2, model.lr > 0 and model.encoder_lr_scale >= 0, "
                 f"got {num_classes}, {lr}, {encoder_lr_scale}"
             )
-        save_config_hyperparameters(self, ("encoder", "augment"), inspect.currentframe())
+        with warnings.catch_warnings():  # live modules are dropped just below
+            warnings.filterwarnings("ignore", "Attribute '.*' is an instance of `nn.Module`")
+            self.save_hyperparameters()
+        # Under `cpc finetune` the hparams hold encoder and augment as their config; built in
+        # Python they are live modules, not saved (as CPCModule does)
+        live = [k for k in ("encoder", "augment") if not _is_yaml_value(self.hparams.get(k))]
+        if live:
+            self.save_hyperparameters(ignore=live)
         self.encoder = encoder if encoder is not None else ResNetEncoder()
         self.augment = augment if augment is not None else ImageAugment()
         self.pool_size = getattr(self.encoder, "pool_size", 1)
