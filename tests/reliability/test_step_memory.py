@@ -86,3 +86,21 @@ def test_cpc_fit_refuses_a_batch_too_big_for_free_memory_before_the_first_step(
         line,
     ), line
     assert not (tmp_path / "run").exists()
+
+
+def test_the_image_folder_and_streaming_defaults_fit_in_a_few_gb(tiny_folder):
+    """A user's folder with every default (64 px, the default RGB encoder and CPC task) needs
+    a step of under 4 GB, not the 43 GB of a batch of 256; streaming has the same batch."""
+    import inspect
+
+    from cpc.data import ImageFolderDataModule, StreamingDataModule
+    from cpc.models.encoder import ResNetEncoder
+    from cpc.module import CPCModule
+    from cpc.run.step_memory import step_shape
+
+    data = ImageFolderDataModule(str(tiny_folder))
+    shape = step_shape(CPCModule(encoder=ResNetEncoder(in_channels=3)), data)
+    assert (shape.image_size, shape.batch, shape.grid) == (64, 64, 15)
+    assert step_bytes(shape) < 4 * GB < step_bytes(shape.with_(batch=256))
+    streaming = inspect.signature(StreamingDataModule).parameters
+    assert streaming["batch_size"].default == 64 and streaming["image_size"].default == 64
