@@ -31,6 +31,7 @@ from cpc.run.lightning_cli import (
     CPCLightningCLI,
     Trainer,
     _root_or_cwd,
+    add_checkpoint_interval,
     check_resume,
     continue_in_run_folder,
 )
@@ -53,6 +54,7 @@ class FineTuneCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        add_checkpoint_interval(parser)
         parser.set_defaults(
             {
                 "trainer.callbacks": CALLBACKS,

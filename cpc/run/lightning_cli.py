@@ -82,20 +82,7 @@ class CPCLightningCLI(LightningCLI):
         parser.add_lightning_class_args(OnlineKNN, "online_knn")
         parser.add_lightning_class_args(EvaluationReport, "report")
         parser.add_lightning_class_args(ThroughputMonitor, "throughput")
-        parser.add_argument(
-            "--checkpoint.every_n_train_steps",
-            type=int | None,
-            default=None,
-            help="steps between two saves of last.ckpt (PeriodicCheckpoint in "
-            "trainer.callbacks); default: its own (100)",
-        )
-        parser.add_argument(
-            "--checkpoint.every_n_minutes",
-            type=float | None,
-            default=None,
-            help="most minutes of training between two saves of last.ckpt (0: steps only); "
-            "default: PeriodicCheckpoint's own (10)",
-        )
+        add_checkpoint_interval(parser)
         parser.link_arguments("report.protocol", "online_knn.protocol", apply_on="instantiate")
         parser.set_defaults(
             {
@@ -154,6 +141,25 @@ class CPCLightningCLI(LightningCLI):
             rank_zero_info(f"run folder: {self.trainer.log_dir}")
         with discard_unstarted(self.trainer):
             self.trainer.fit(model, **kwargs)
+
+
+def add_checkpoint_interval(parser: LightningArgumentParser) -> None:
+    """``--checkpoint.every_n_train_steps`` / ``--checkpoint.every_n_minutes``: the interval of
+    the default callbacks' PeriodicCheckpoint without rewriting ``trainer.callbacks``."""
+    parser.add_argument(
+        "--checkpoint.every_n_train_steps",
+        type=int | None,
+        default=None,
+        help="steps between two saves of last.ckpt (PeriodicCheckpoint in "
+        "trainer.callbacks); default: its own (100)",
+    )
+    parser.add_argument(
+        "--checkpoint.every_n_minutes",
+        type=float | None,
+        default=None,
+        help="most minutes of training between two saves of last.ckpt (0: steps only); "
+        "default: PeriodicCheckpoint's own (10)",
+    )
 
 
 def set_checkpoint_interval(config: Any) -> None:

@@ -181,3 +181,35 @@ def test_a_killed_fine_tune_resumes_bit_identical(labelled, pretrained, tmp_path
     expected, got = (torch.load(p, weights_only=True)["state_dict"] for p in (whole_last, last))
     differ = [k for k in expected if not torch.equal(expected[k], got[k])]
     assert not differ, f"{len(differ)} tensors differ: {differ}"
+
+
+def test_ctrl_c_saves_last_ckpt_says_where_and_resumes(labelled, pretrained, tmp_path):
+    """SIGINT during step 3 of a fine-tune: last.ckpt at step 4 (no periodic save before it:
+    ``--checkpoint.every_n_train_steps 1000``), one line naming it, exit status 1; resuming
+    from it goes on to the end."""
+    from cpc.finetune.cli import CALLBACKS
+
+    stop = {"class_path": "faults.SignalAt", "init_args": {"step": 3, "signum": signal.SIGINT}}
+    out = tmp_path / "stopped"
+    args = finetune_args(
+        labelled,
+        out,
+        f"--ckpt_path={pretrained}",
+        "--trainer.max_steps=50",
+        "--checkpoint.every_n_train_steps=1000",
+        "--checkpoint.every_n_minutes=0",
+        f"--trainer.callbacks={json.dumps([*CALLBACKS, stop])}",
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests' / 'reliability'}"}
+    env.update(OMP_NUM_THREADS="1", CPC_DEBUG="")
+    command = [sys.executable, "-m", "cpc.cli", "finetune", *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = out / RUN / "checkpoints" / "last.ckpt"
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if "saved" in line]
+    assert lines == [f"stopped by a signal at step 4: saved {last}; resume with --ckpt_path {last}"]
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+    resumed = finetune_main(
+        finetune_args(labelled, out, f"--ckpt_path={last}", "--trainer.max_steps=6")
+    )
+    assert resumed.trainer.global_step == 6
