@@ -125,3 +125,20 @@ def evaluate_with(encoder, datamodule, *, baselines=True, device=None, progress=
         progress=progress,
         cache=protocol.get("cache", True),
     )
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``dotted`` (``cpc.eval.knn.KNN.fit``) is an importable module or an attribute
+    path below one."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            if not hasattr(found, attribute):
+                return False
+            found = getattr(found, attribute)
+        return True
+    return False

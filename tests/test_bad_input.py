@@ -1,7 +1,7 @@
 """Each bad input gets one clear message that says what to do."""
 
 import pytest
-from helpers import fit_args, write_image_folder
+from helpers import fit_args, resolves, write_image_folder
 
 from cpc.cli import cli_main
 
@@ -130,3 +130,26 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
         cli_main(args)
     (last,) = (tmp_path / "run").rglob("last.ckpt")
     assert torch.load(last, weights_only=False)["global_step"] == 2
+
+
+def test_a_config_naming_moved_classes_says_where_each_is_now(tmp_path):
+    """An older run's config.yaml names cpc.loggers / cpc.checkpoint_io classes: one line
+    lists each with its new class_path, and every new path imports."""
+    from cpc.run.options import MOVED, reject_renamed
+
+    old_run = tmp_path / "config.yaml"
+    old_run.write_text(
+        "trainer:\n  logger:\n    class_path: cpc.loggers.RunLogger\n"
+        "  callbacks:\n  - class_path: cpc.checkpoint_io.PeriodicCheckpoint\n"
+    )
+    with pytest.raises(ValueError) as info:
+        reject_renamed(["fit", "--config", str(old_run)])
+    assert str(info.value) == (
+        f"classes moved: in {old_run}, replace cpc.checkpoint_io.PeriodicCheckpoint by "
+        "cpc.run.periodic_checkpoint.PeriodicCheckpoint, cpc.loggers.RunLogger by "
+        "cpc.run.loggers.RunLogger"
+    )
+    with pytest.raises(ValueError, match="in the command line, replace cpc.loggers.RunLogger"):
+        reject_renamed(["fit", "--trainer.logger=cpc.loggers.RunLogger"])
+    assert all(resolves(new) and not resolves(old) for old, new in MOVED.items())
+    reject_renamed(["fit", "--trainer.logger=cpc.run.loggers.RunLogger"])  # the new path passes

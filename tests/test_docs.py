@@ -2,11 +2,11 @@
 ``#anchor``, at one of that file's headings (GitHub's anchor rules: lower case, punctuation
 dropped, spaces as hyphens)."""
 
-import importlib
 import re
 from pathlib import Path
 
 import pytest
+from helpers import resolves
 
 ROOT = Path(__file__).parents[1]
 PAGES = [ROOT / "README.md", ROOT / "data" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -40,23 +40,6 @@ def test_relative_links_resolve(page):
 MISSPELT_ON_PURPOSE = {"cpc.tasks.CPCTsk"}
 DOTTED = re.compile(r"\bcpc(?:\.[A-Za-z_]\w*)+")
 PATH = re.compile(r"\b(?:cpc|benchmarks|configs|tests|notebooks)/[\w/.-]+\.(?:py|yaml|ipynb)")
-
-
-def resolves(dotted: str) -> bool:
-    """Whether ``dotted`` (``cpc.eval.knn.KNN.fit``) is an importable module or an attribute
-    path below one."""
-    parts = dotted.split(".")
-    for split in range(len(parts), 0, -1):
-        try:
-            found = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        for attribute in parts[split:]:
-            if not hasattr(found, attribute):
-                return False
-            found = getattr(found, attribute)
-        return True
-    return False
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))

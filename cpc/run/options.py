@@ -23,6 +23,13 @@ RENAMED = {
 }
 
 
+#: classes that moved: old class_path -> new (the config.yaml of older runs names the old one)
+MOVED = {
+    "cpc.checkpoint_io.PeriodicCheckpoint": "cpc.run.periodic_checkpoint.PeriodicCheckpoint",
+    "cpc.checkpoint_io.AtomicCheckpointIO": "cpc.run.checkpoint_files.AtomicCheckpointIO",
+    "cpc.loggers.RunLogger": "cpc.run.loggers.RunLogger",
+}
+
 #: options set from another by a link: giving them would be silently overridden
 LINKED = {
     "trainer.logger.save_dir": "trainer.default_root_dir",
@@ -33,15 +40,18 @@ LINKED = {
 def reject_renamed(args: list[str]) -> None:
     """Raise a one-line ValueError naming the new key when ``args`` or a ``--config`` file
     they name sets an option of :data:`RENAMED`, or one of :data:`LINKED` (the option that
-    sets it instead)."""
+    sets it instead), or names a class of :data:`MOVED`."""
     given: set[str] = set()
     for i, arg in enumerate(args):
         key, _, value = arg.removeprefix("--").partition("=")
         given.add(key)
+        _reject_moved(arg, "the command line")
         if key in ("-c", "config"):
             path = value or (args[i + 1] if i + 1 < len(args) else "")
             if Path(path).is_file():
-                given |= _dotted_keys(read_yaml(Path(path)))
+                config = read_yaml(Path(path))
+                given |= _dotted_keys(config)
+                _reject_moved(config, path)
     for key in sorted(given):
         old = next((old for old in RENAMED if key == old or key.startswith(old + ".")), None)
         if old is not None:
@@ -62,6 +72,23 @@ def read_yaml(path: Path) -> Any:
         where = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "not valid YAML"
         raise ValueError(f"{path}{where}: {problem}: fix the YAML syntax") from err
+
+
+def _reject_moved(value: Any, where: str) -> None:
+    """A one-line ValueError naming every class of :data:`MOVED` that ``value`` (a string, or
+    a config's nested values) names, and where each is now."""
+    found = sorted(_moved_in(value))
+    if found:
+        replace = ", ".join(f"{old} by {MOVED[old]}" for old in found)
+        raise ValueError(f"classes moved: in {where}, replace {replace}")
+
+
+def _moved_in(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set().union(*(_moved_in(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_moved_in(item) for item in value))
+    return {old for old in MOVED if isinstance(value, str) and old in value}
 
 
 def _dotted_keys(config: Any, prefix: str = "") -> set[str]:
