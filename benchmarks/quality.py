@@ -396,7 +396,7 @@ def summarize(out: Path) -> str:
         if not reports:
             continue
         for key, label in (("encoder", "best"), ("encoder_compact", "compact")):
-            same = key == "encoder_compact" and reports[0][key] == reports[0]["encoder"]
+            same = key == "encoder_compact" and reports[0].get(key) == reports[0]["encoder"]
             if key in reports[0] and not same:  # a plain CNN's only feature is both
                 rows.append((f"{method_dir.name} ({label})", [r[key] for r in reports], reports))
         for key in ("random_init", "random_init_compact", "pixels"):
